@@ -1,0 +1,230 @@
+"""The application: configuration in, one Flask app wired from the parts out.
+
+``create_app`` loads the configuration (or takes one), builds the events service,
+the ingress, the routers, the store, the catalog API, the Frobs providers and the
+scheduler, and registers Backstage's error envelope for every error.  It starts
+no thread: ``Runtime.start`` does, once per worker process, after gunicorn forks
+(see ``gunicorn.conf.py``), or on the first request of any other server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .catalog.api import CatalogApi
+from .catalog.file_store import FileStore
+from .catalog.provider import EntityProvider, EntityProviderConnection
+from .catalog.store import CatalogStore
+from .config import Config, ConfigError, load_config
+from .durations import parse_duration
+from .errors import ServiceError, error_envelope
+from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
+from .events.router import EventRouter
+from .events.senders import GithubEventRouter, GitlabEventRouter
+from .events.service import EventsService
+from .integration.provider import (
+    DEFAULT_DATA_URL,
+    DEFAULT_ITEM_URL,
+    FrobsEntityProvider,
+    FrobsProviderSettings,
+)
+from .integration.router import TOPIC as FROBS_TOPIC
+from .integration.router import FrobsEventRouter, check_frobs_payload
+from .reading import (
+    DEFAULT_MAX_BYTES,
+    FileUrlReader,
+    HostAllowList,
+    HttpUrlReader,
+    UrlReaders,
+    template_host,
+)
+from .scheduler import Scheduler, TaskSchedule
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULE = {
+    "frequency": {"minutes": 30},
+    "timeout": {"minutes": 3},
+    "initialDelay": {"seconds": 15},
+}
+
+_HTTP_ERROR_NAMES = {
+    400: "InputError",
+    401: "AuthenticationError",
+    403: "NotAllowedError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    409: "ConflictError",
+    413: "PayloadTooLargeError",
+    415: "UnsupportedMediaTypeError",
+}
+
+
+@dataclass
+class Runtime:
+    """Everything one worker runs; ``start`` begins its background work."""
+
+    config: Config
+    events: EventsService
+    ingress: HttpIngress
+    store: CatalogStore
+    scheduler: Scheduler
+    routers: list[EventRouter] = field(default_factory=list)
+    providers: list[EntityProvider] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+
+def create_app(config: Config | None = None) -> Flask:
+    _configure_logging()
+    config = load_config() if config is None else config
+    runtime = build_runtime(config)
+
+    app = Flask("frobs")
+    app.json.sort_keys = False
+    app.extensions["frobs"] = runtime
+    app.register_blueprint(runtime.ingress.blueprint(), url_prefix="/api/events")
+    app.register_blueprint(CatalogApi(runtime.store).blueprint(), url_prefix="/api/catalog")
+    _register_errors(app)
+
+    @app.before_request
+    def start_background_work() -> None:
+        runtime.start()
+
+    return app
+
+
+def build_runtime(config: Config) -> Runtime:
+    events = EventsService()
+    topics = config.get("events.http.topics", [FROBS_TOPIC])
+    ingress = HttpIngress(
+        events, topics, config.get("events.http.maxBodyBytes", DEFAULT_MAX_BODY_BYTES)
+    )
+    store_path = Path(config.get("catalog.store.path", "./data"))
+    store = _store(config, store_path)
+    runtime = Runtime(config, events, ingress, store, Scheduler(store_path / "scheduler.lock"))
+
+    for topic, router_type in (
+        (FROBS_TOPIC, FrobsEventRouter),
+        ("github", GithubEventRouter),
+        ("gitlab", GitlabEventRouter),
+    ):
+        if topic in topics:
+            router = router_type(events, topic)
+            router.subscribe()
+            runtime.routers.append(router)
+    if FROBS_TOPIC in topics:
+        ingress.add_payload_check(FROBS_TOPIC, check_frobs_payload)
+
+    for provider, task_schedule in _frobs_providers(config):
+        provider.connect(EntityProviderConnection(store, provider.get_provider_name()))
+        provider.subscribe(events)
+        runtime.providers.append(provider)
+        runtime.scheduler.add_task(
+            f"{provider.get_provider_name()}:refresh",
+            task_schedule,
+            lambda cancelled, p=provider: _sync_summary(p, cancelled),
+        )
+    return runtime
+
+
+def _store(config: Config, path: Path) -> CatalogStore:
+    kind = config.get("catalog.store.type", "file")
+    if kind != "file":
+        raise ConfigError(
+            [f"{config.source_of('catalog.store.type')}: catalog.store.type: "
+             f"{kind!r} is not available in this version; use 'file'"]
+        )
+    return FileStore(path)
+
+
+def _frobs_providers(config: Config):
+    environments = config.get("catalog.providers.frobs", {}) or {}
+    templates = []
+    for env, settings in environments.items():
+        settings = settings or {}
+        templates += [
+            settings.get("dataUrl", DEFAULT_DATA_URL).replace("{env}", env),
+            settings.get("itemUrl", DEFAULT_ITEM_URL),
+            settings.get("previousStateUrl", ""),
+        ]
+    allow = config.get("backend.reading.allow")
+    hosts = [a["host"] for a in allow] if allow is not None else [
+        h for h in map(template_host, templates) if h
+    ]
+    max_bytes = config.get("backend.reading.maxBytes", DEFAULT_MAX_BYTES)
+    http = HttpUrlReader(HostAllowList(hosts), max_bytes)
+
+    for env, settings in environments.items():
+        settings = settings or {}
+        source = config.source_of(f"catalog.providers.frobs.{env}.dataUrl")
+        folder = (source or Path("config/app-config.yaml").resolve()).parent
+        reader = UrlReaders(http, FileUrlReader(folder, max_bytes))
+        provider = FrobsEntityProvider(
+            FrobsProviderSettings(
+                env=env,
+                data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
+                item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
+                previous_state_url=settings.get("previousStateUrl", "{itemUrl}/previous-state"),
+            ),
+            reader,
+        )
+        yield provider, _task_schedule(settings.get("schedule") or {})
+
+
+def _task_schedule(settings: dict) -> TaskSchedule:
+    merged = {**DEFAULT_SCHEDULE, **settings}
+    frequency = merged["frequency"]
+    return TaskSchedule(
+        frequency=frequency["cron"] if isinstance(frequency, dict) and "cron" in frequency
+        else parse_duration(frequency),
+        timeout=parse_duration(merged["timeout"]),
+        initial_delay=parse_duration(merged["initialDelay"]),
+    )
+
+
+def _sync_summary(provider: EntityProvider, cancelled) -> dict | None:
+    result = provider.full_sync(cancelled)
+    return result.counts() if result is not None else None
+
+
+def _register_errors(app: Flask) -> None:
+    def envelope(name: str, message: str, status: int):
+        body = error_envelope(name, message, status, request.method, request.full_path.rstrip("?"))
+        return jsonify(body), status
+
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError):
+        return envelope(error.name, str(error), error.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            message = "The request body is larger than the limit (events.http.maxBodyBytes)"
+        return envelope(_HTTP_ERROR_NAMES.get(status, "Error"), message, status)
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception):
+        logger.exception("Unexpected error on %s %s", request.method, request.path)
+        return envelope("Error", "An internal error occurred", 500)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+        )

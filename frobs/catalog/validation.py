@@ -1,0 +1,212 @@
+"""Entity validation with the rules of Backstage's catalog model.
+
+``validate_entity`` returns every problem of an entity as a ``Problem`` naming
+the field and the rule, so a provider learns at once why an entity was refused
+(Backstage finds these later, and silently).  Checked: the envelope (apiVersion,
+kind, metadata, root keys), ``metadata.name`` and ``namespace``, label and
+annotation keys and values, and tags, with the current catalog-model patterns.
+
+Validation only reads the entity; it never changes or completes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ROOT_KEYS = ("apiVersion", "kind", "metadata", "spec")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]+(?:-+[a-z0-9]+)*$")
+_OBJECT_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_KIND = re.compile(r"^[a-zA-Z][a-z0-9A-Z]*$")
+_VERSION = re.compile(r"^[a-z0-9A-Z]+$")
+_TAG = re.compile(r"^[a-z0-9:+#]+(-[a-z0-9:+#]+)*$")
+
+OBJECT_NAME_RULE = (
+    "a string that is sequences of [a-zA-Z0-9] separated by any of [-_.], "
+    "at most 63 characters in total"
+)
+DNS_LABEL_RULE = (
+    "a string that is sequences of [a-z0-9] separated by [-], "
+    "at most 63 characters in total"
+)
+PREFIX_RULE = "a valid prefix and/or suffix"
+TAG_RULE = (
+    "a string that is sequences of [a-z0-9:+#] separated by [-], "
+    "at most 63 characters in total"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def is_dns_label(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_DNS_LABEL.match(value))
+
+
+def is_dns_subdomain(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 253
+        and all(is_dns_label(part) for part in value.split("."))
+    )
+
+
+def is_object_name(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_OBJECT_NAME.match(value))
+
+
+def _prefixed(
+    value: Any, prefix: Callable[[Any], bool], suffix: Callable[[Any], bool]
+) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = value.split("/")
+    if len(parts) == 1:
+        return suffix(parts[0])
+    if len(parts) == 2:
+        return prefix(parts[0]) and suffix(parts[1])
+    return False
+
+
+def is_api_version(value: Any) -> bool:
+    return _prefixed(
+        value,
+        is_dns_subdomain,
+        lambda s: 1 <= len(s) <= 63 and bool(_VERSION.match(s)),
+    )
+
+
+def is_kind(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_KIND.match(value))
+
+
+def is_metadata_key(value: Any) -> bool:
+    """A label or annotation key: optional DNS-subdomain prefix, object-name suffix."""
+    return _prefixed(value, is_dns_subdomain, is_object_name)
+
+
+def is_label_value(value: Any) -> bool:
+    return value == "" or is_object_name(value)
+
+
+def is_tag(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_TAG.match(value))
+
+
+def _expected(field: str, rule: str, value: Any) -> Problem:
+    return Problem(field, f"is not valid; expected {rule} but found {value!r}")
+
+
+def validate_entity(entity: Any) -> list[Problem]:
+    """Every problem of ``entity``; an empty list means it may be stored."""
+    if not isinstance(entity, dict):
+        return [Problem("(entity)", "must be a JSON object")]
+
+    problems = [
+        Problem(key, "is not allowed at the root of an entity (use metadata or spec)")
+        for key in entity
+        if key not in ROOT_KEYS
+    ]
+    problems += _envelope_problems(entity)
+    metadata = entity.get("metadata")
+    if isinstance(metadata, dict):
+        problems += _metadata_problems(metadata)
+    if "spec" in entity and not isinstance(entity["spec"], dict):
+        problems.append(Problem("spec", "must be an object"))
+    return problems
+
+
+def _envelope_problems(entity: dict) -> list[Problem]:
+    problems = []
+    api_version = entity.get("apiVersion")
+    if api_version is None:
+        problems.append(Problem("apiVersion", "is required"))
+    elif not is_api_version(api_version):
+        problems.append(
+            _expected("apiVersion", "a DNS-subdomain prefix and an alphanumeric "
+                      "version, such as backstage.io/v1alpha1", api_version)
+        )
+
+    kind = entity.get("kind")
+    if kind is None:
+        problems.append(Problem("kind", "is required"))
+    elif not is_kind(kind):
+        problems.append(
+            _expected("kind", "a letter followed by letters and digits, at most 63 "
+                      "characters", kind)
+        )
+
+    if not isinstance(entity.get("metadata"), dict):
+        problems.append(Problem("metadata", "is required and must be an object"))
+    return problems
+
+
+def _metadata_problems(metadata: dict) -> list[Problem]:
+    problems = []
+    name = metadata.get("name")
+    if name is None:
+        problems.append(Problem("metadata.name", "is required"))
+    elif not is_object_name(name):
+        problems.append(_expected("metadata.name", OBJECT_NAME_RULE, name))
+
+    namespace = metadata.get("namespace")
+    if namespace is not None and not is_dns_label(namespace):
+        problems.append(_expected("metadata.namespace", DNS_LABEL_RULE, namespace))
+
+    for field in ("title", "description"):
+        if field in metadata and not isinstance(metadata[field], str):
+            problems.append(Problem(f"metadata.{field}", "must be a string"))
+
+    problems += _mapping_problems(metadata, "labels", is_label_value, OBJECT_NAME_RULE)
+    problems += _mapping_problems(
+        metadata, "annotations", lambda v: isinstance(v, str), "a string"
+    )
+
+    tags = metadata.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list):
+            problems.append(Problem("metadata.tags", "must be a list of strings"))
+        else:
+            problems += [
+                _expected(f"metadata.tags.{i}", TAG_RULE, tag)
+                for i, tag in enumerate(tags)
+                if not is_tag(tag)
+            ]
+
+    links = metadata.get("links")
+    if links is not None:
+        if not isinstance(links, list):
+            problems.append(Problem("metadata.links", "must be a list of objects"))
+        else:
+            for i, link in enumerate(links):
+                if not isinstance(link, dict) or not isinstance(link.get("url"), str):
+                    problems.append(
+                        Problem(f"metadata.links.{i}", "must be an object with a url")
+                    )
+    return problems
+
+
+def _mapping_problems(
+    metadata: dict, field: str, valid_value: Callable[[Any], bool], rule: str
+) -> list[Problem]:
+    mapping = metadata.get(field)
+    if mapping is None:
+        return []
+    if not isinstance(mapping, dict):
+        return [Problem(f"metadata.{field}", "must be an object of strings")]
+
+    problems = []
+    for key, value in mapping.items():
+        if not is_metadata_key(key):
+            problems.append(_expected(f"metadata.{field}.{key}", PREFIX_RULE, key))
+        elif not valid_value(value):
+            problems.append(_expected(f"metadata.{field}.{key}", rule, value))
+    return problems

@@ -1,0 +1,83 @@
+"""Body parsers: turn the raw bytes of a webhook into the event payload.
+
+A parser is looked up by media type.  The only method to implement is
+``parse(raw, media_type, options)``; it returns the payload or raises
+``InputError`` (a body that cannot be read as its type says) or
+``UnsupportedMediaTypeError`` (an encoding it cannot handle).  Parsers are pure
+functions of their input, so any number of threads may share one.
+
+JSON is the built-in: ``application/json`` and any ``application/*+json`` type,
+with the ``charset`` parameter honoured (UTF-8 by default).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+from ..errors import InputError, UnsupportedMediaTypeError
+
+
+class BodyParser(ABC):
+    @abstractmethod
+    def parse(self, raw: bytes, media_type: str, options: Mapping[str, str]) -> Any:
+        """The payload carried by ``raw``."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+class JsonBodyParser(BodyParser):
+    def parse(self, raw: bytes, media_type: str, options: Mapping[str, str]) -> Any:
+        charset = options.get("charset", "utf-8")
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            raise UnsupportedMediaTypeError(
+                f"Unsupported charset: {charset}; send the body as UTF-8"
+            ) from None
+
+        if not raw.strip():
+            raise InputError("The request body is empty; send a JSON document")
+        try:
+            text = raw.decode(charset)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"The request body is not valid {charset}: {exc.reason} at byte "
+                f"{exc.start}"
+            ) from None
+
+        try:
+            return json.loads(text, parse_constant=_refuse_constant)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                f"column {exc.colno}"
+            ) from None
+        except ValueError as exc:
+            raise InputError(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError("The request body is nested too deeply") from None
+
+
+class BodyParsers:
+    """The parsers known to the ingress, by media type."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, BodyParser] = {}
+        self.json = JsonBodyParser()
+
+    def add(self, media_type: str, parser: BodyParser) -> None:
+        self._by_type[media_type.lower()] = parser
+
+    def find(self, media_type: str) -> BodyParser | None:
+        if media_type in self._by_type:
+            return self._by_type[media_type]
+        if media_type == "application/json" or (
+            media_type.startswith("application/") and media_type.endswith("+json")
+        ):
+            return self.json
+        return None

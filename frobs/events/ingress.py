@@ -1,0 +1,115 @@
+"""HTTP ingress: ``POST /api/events/http/<topic>`` turns a webhook into an event.
+
+The steps, in order, each with its own answer:
+
+1. the topic must be configured (404);
+2. the body is read up to the size limit, never past it (413);
+3. the content type must have a parser and a known charset (400 when missing,
+   415 otherwise);
+4. the topic's validators see the raw bytes and headers (their status, 403 by
+   default);
+5. the body is parsed (400 when empty or malformed), and the topic's payload
+   checks may refuse its shape (400);
+6. the event is published with credentials stripped from its metadata (202).
+
+Nothing is published unless every step passed.  The ingress never logs a payload
+or a secret header.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+from flask import Blueprint, jsonify, request
+from werkzeug.http import parse_options_header
+
+from ..errors import InputError, NotFoundError, UnsupportedMediaTypeError
+from .body_parsers import BodyParsers
+from .params import EventParams, safe_metadata
+from .service import EventsService
+from .validators import RequestDetails, RequestValidator
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+PayloadCheck = Callable[[Any], None]
+
+
+class HttpIngress:
+    def __init__(
+        self,
+        events: EventsService,
+        topics: Iterable[str],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.events = events
+        self.topics = list(dict.fromkeys(topics))
+        self.max_body_bytes = max_body_bytes
+        self.parsers = BodyParsers()
+        self._validators: dict[str, list[RequestValidator]] = {}
+        self._payload_checks: dict[str, list[PayloadCheck]] = {}
+
+    def add_validator(self, topic: str, validator: RequestValidator) -> None:
+        self._validators.setdefault(topic, []).append(validator)
+
+    def add_payload_check(self, topic: str, check: "PayloadCheck") -> None:
+        """``check(payload)`` raises ``InputError`` for a payload the topic refuses."""
+        self._payload_checks.setdefault(topic, []).append(check)
+
+    def blueprint(self) -> Blueprint:
+        blueprint = Blueprint("events", __name__)
+        blueprint.add_url_rule(
+            "/http/<path:topic>", "ingress", self.receive, methods=["POST"]
+        )
+        for topic in self.topics:
+            logger.info("Registered /api/events/http/%s to receive events", topic)
+        return blueprint
+
+    def receive(self, topic: str):
+        if topic not in self.topics:
+            raise NotFoundError(
+                f"No event topic named {topic!r}; configured topics are "
+                f"{', '.join(self.topics) or 'none'} (events.http.topics)"
+            )
+
+        request.max_content_length = self.max_body_bytes
+        raw = request.get_data(cache=False)
+        media_type, options = self._media_type()
+        parser = self.parsers.find(media_type)
+        if parser is None:
+            raise UnsupportedMediaTypeError(
+                f"Unsupported media type: {media_type}; send the body as "
+                "application/json"
+            )
+
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        for validator in self._validators.get(topic, []):
+            rejection = validator.validate(RequestDetails(topic, raw, headers))
+            if rejection is not None:
+                logger.warning(
+                    "Refused event on topic %s: %s answered %s",
+                    topic, type(validator).__name__, rejection.status,
+                )
+                return jsonify(rejection.payload), rejection.status
+
+        payload = parser.parse(raw, media_type, options)
+        for check in self._payload_checks.get(topic, []):
+            check(payload)
+        params = EventParams(topic, payload, safe_metadata(headers))
+        self.events.publish(params)
+        logger.info("Accepted event on topic %s (%d bytes)", topic, len(raw))
+        return jsonify({"status": "accepted"}), 202
+
+    def _media_type(self) -> tuple[str, dict[str, str]]:
+        header = request.headers.get("Content-Type", "").strip()
+        if not header:
+            raise InputError(
+                "The Content-Type header is missing; send application/json"
+            )
+        media_type, options = parse_options_header(header)
+        media_type = media_type.lower()
+        if "/" not in media_type:
+            raise InputError(f"The Content-Type header {header!r} is not a media type")
+        return media_type, {k.lower(): v for k, v in options.items()}

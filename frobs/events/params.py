@@ -1,0 +1,46 @@
+"""``EventParams``: one event as it travels from ingress to subscribers.
+
+An event is a topic, the parsed payload and the metadata (request headers, names
+lower-cased).  Metadata never holds credentials: ``safe_metadata`` drops them
+before an event is built, so nothing downstream can store, route or log them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+#: Headers that carry credentials or signatures and must never travel with an event.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-gitlab-token",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "webhook-signature",
+    }
+)
+
+
+@dataclass(frozen=True)
+class EventParams:
+    topic: str
+    event_payload: Any
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def with_topic(self, topic: str) -> "EventParams":
+        return replace(self, topic=topic)
+
+
+def safe_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-case header names and drop every credential or signature header."""
+    kept = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in SECRET_HEADERS or "signature" in lowered:
+            continue
+        kept[lowered] = value
+    return kept

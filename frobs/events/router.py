@@ -1,0 +1,98 @@
+"""``EventRouter`` and ``SubTopicEventRouter``: move events to a more specific topic.
+
+A router subscribes to a few topics and republishes each event, payload and
+metadata unchanged, to the destination topic it decides.  The only method a router
+has to implement is ``determine_destination_topic``; a sub-topic router only
+implements ``determine_sub_topic`` and always publishes to ``<topic>.<sub-topic>``,
+joined with a dot.  An event with no destination is not republished: it is logged
+at debug level and counted in ``unrouted``.
+
+Routers hold no state but that counter and are safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from abc import ABC, abstractmethod
+from typing import Iterable
+
+from .params import EventParams
+from .service import EventsService
+
+logger = logging.getLogger(__name__)
+
+#: What a sub-topic may look like; anything else in a payload is not routed.
+SUB_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+
+
+class EventRouter(ABC):
+    def __init__(self, events: EventsService, topics: Iterable[str]) -> None:
+        self.events = events
+        self.topics = list(topics)
+        self.unrouted = 0
+        self._lock = threading.Lock()
+
+    @property
+    def subscriber_id(self) -> str:
+        return type(self).__name__
+
+    def subscribe(self) -> None:
+        self.events.subscribe(self.subscriber_id, self.topics, self.on_event)
+
+    @abstractmethod
+    def determine_destination_topic(self, params: EventParams) -> str | None:
+        """The topic to republish to, or None to drop the event."""
+
+    def on_event(self, params: EventParams) -> None:
+        destination = self.determine_destination_topic(params)
+        if not destination:
+            with self._lock:
+                self.unrouted += 1
+            logger.debug("%s found no destination for an event on topic %s",
+                         self.subscriber_id, params.topic)
+            return
+
+        logger.debug("%s routes %s to %s", self.subscriber_id, params.topic, destination)
+        self.events.publish(params.with_topic(destination))
+
+
+class SubTopicEventRouter(EventRouter):
+    def __init__(self, events: EventsService, topic: str) -> None:
+        super().__init__(events, [topic])
+        self.topic = topic
+
+    @abstractmethod
+    def determine_sub_topic(self, params: EventParams) -> str | None:
+        """The sub-topic of this event, or None when it has none."""
+
+    def determine_destination_topic(self, params: EventParams) -> str | None:
+        sub_topic = self.determine_sub_topic(params)
+        if not isinstance(sub_topic, str) or not SUB_TOPIC.match(sub_topic):
+            return None
+        return f"{self.topic}.{sub_topic}"
+
+
+class PayloadFieldRouter(SubTopicEventRouter):
+    """Routes by a string field of a JSON object payload (``type``, ``object_kind``)."""
+
+    fields: tuple[str, ...] = ()
+
+    def determine_sub_topic(self, params: EventParams) -> str | None:
+        payload = params.event_payload
+        if not isinstance(payload, dict):
+            return None
+        for name in self.fields:
+            if isinstance(payload.get(name), str) and payload[name]:
+                return payload[name]
+        return None
+
+
+class HeaderRouter(SubTopicEventRouter):
+    """Routes by a request header, such as ``x-github-event``."""
+
+    header = ""
+
+    def determine_sub_topic(self, params: EventParams) -> str | None:
+        return params.metadata.get(self.header)

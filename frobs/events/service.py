@@ -1,0 +1,93 @@
+"""``EventsService``: publish an event to the subscribers of its topic.
+
+Delivery is synchronous and in-process: ``publish`` returns once every subscriber
+of the topic has run, in the order they subscribed.  A subscriber that raises does
+not stop the others; its failure is logged with the traceback and returned in the
+``PublishResult``, and listeners registered with ``on_failure`` hear of it, so a
+failure is never swallowed.
+
+Thread-safe: subscribing and publishing may happen from any thread of a worker;
+the subscriber list is copied under a lock, and subscribers run outside it, so a
+subscriber may publish again (routers do).  Each gunicorn worker has its own
+service: events do not cross processes here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .params import EventParams
+
+logger = logging.getLogger(__name__)
+
+OnEvent = Callable[[EventParams], None]
+OnFailure = Callable[[str, EventParams, BaseException], None]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    topics: frozenset[str]
+    on_event: OnEvent
+
+
+@dataclass
+class PublishResult:
+    """Who received an event, and who failed with what."""
+
+    notified: list[str] = field(default_factory=list)
+    failures: list[tuple[str, BaseException]] = field(default_factory=list)
+
+
+class EventsService:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._failure_listeners: list[OnFailure] = []
+        self.unrouted = 0
+
+    def subscribe(self, id: str, topics: Iterable[str], on_event: OnEvent) -> None:
+        """Call ``on_event`` for each event published to one of ``topics``."""
+        subscription = Subscription(id, frozenset(topics), on_event)
+        with self._lock:
+            self._subscriptions.append(subscription)
+        logger.debug("Subscriber %s listens to %s", id, sorted(subscription.topics))
+
+    def on_failure(self, listener: OnFailure) -> None:
+        """Be told of each subscriber failure: ``listener(subscriber_id, event, error)``."""
+        with self._lock:
+            self._failure_listeners.append(listener)
+
+    def subscribers(self, topic: str) -> list[str]:
+        with self._lock:
+            return [s.id for s in self._subscriptions if topic in s.topics]
+
+    def publish(self, params: EventParams) -> PublishResult:
+        with self._lock:
+            targets = [s for s in self._subscriptions if params.topic in s.topics]
+            listeners = list(self._failure_listeners)
+
+        result = PublishResult()
+        if not targets:
+            with self._lock:
+                self.unrouted += 1
+            logger.info("No subscriber for topic %s; event dropped", params.topic)
+            return result
+
+        for subscription in targets:
+            result.notified.append(subscription.id)
+            try:
+                subscription.on_event(params)
+            except Exception as error:
+                logger.exception(
+                    "Subscriber %s failed to process event for topic %s",
+                    subscription.id,
+                    params.topic,
+                )
+                result.failures.append((subscription.id, error))
+                for listener in listeners:
+                    listener(subscription.id, params, error)
+        return result

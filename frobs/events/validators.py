@@ -1,0 +1,34 @@
+"""Request validators: decide whether a webhook may be accepted.
+
+A validator sees the raw bytes exactly as received and the lower-cased headers,
+before any parsed value is trusted.  The only method to implement is
+``validate(details)``: return None to accept, or a ``Rejection`` with the status
+and JSON payload to answer.  Validators must compare secrets in constant time,
+must be safe to call from many threads at once, and must never log a secret or a
+signature.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class RequestDetails:
+    topic: str
+    raw_body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    status: int = 403
+    payload: Any = field(default_factory=dict)
+
+
+class RequestValidator(ABC):
+    @abstractmethod
+    def validate(self, details: RequestDetails) -> Rejection | None:
+        """None to accept the request, a ``Rejection`` to refuse it."""

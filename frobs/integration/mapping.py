@@ -1,0 +1,108 @@
+"""From Frobs documents to catalog entities.
+
+A Frobs document is ``{"frobs": [<frob>, ...]}``; ``parse_document`` checks that
+shape.  ``entity_from_frob`` maps one frob to one entity as the product contract
+says: ``id`` becomes the ``frobs.example.com/id`` annotation (and the name when
+``name`` is absent), ``kind`` defaults to Component, the metadata and spec fields
+are copied by name, and every entity carries ``backstage.io/managed-by-location``
+and ``backstage.io/managed-by-origin-location`` so a webhook and a sync produce the
+same entity.  A frob that cannot be mapped raises ``FrobError`` naming the rule;
+mapping never reads anything and never changes its input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+ID_ANNOTATION = "frobs.example.com/id"
+MANAGED_BY = "backstage.io/managed-by-location"
+MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
+API_VERSION = "backstage.io/v1alpha1"
+
+METADATA_FIELDS = ("title", "description", "tags", "links", "labels", "annotations")
+SPEC_FIELDS = (
+    "type",
+    "lifecycle",
+    "owner",
+    "system",
+    "dependsOn",
+    "providesApis",
+    "consumesApis",
+)
+
+
+class FrobError(ValueError):
+    """A document or frob that does not follow the Frobs contract."""
+
+
+def parse_document(raw: bytes, url: str) -> list[Any]:
+    """The frobs listed in a Frobs document."""
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FrobError(f"{url} is not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("frobs"), list):
+        raise FrobError(f'{url} is not a Frobs document: expected {{"frobs": [...]}}')
+    return document["frobs"]
+
+
+def frob_id_of(frob: Any) -> str | None:
+    if isinstance(frob, dict) and isinstance(frob.get("id"), str):
+        return frob["id"]
+    return None
+
+
+def entity_from_frob(frob: Any, managed_by: str) -> dict:
+    if not isinstance(frob, dict):
+        raise FrobError("a frob must be a JSON object")
+    frob_id = frob.get("id")
+    if not isinstance(frob_id, str) or not frob_id:
+        raise FrobError("id is required and must be a non-empty string")
+
+    name = frob.get("name")
+    if name is None:
+        name = frob_id
+    elif not isinstance(name, str) or name == "":
+        raise FrobError("name must be a non-empty string when present")
+
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": _optional_string(frob, "namespace") or "default",
+    }
+    for field in METADATA_FIELDS:
+        if frob.get(field) is not None:
+            metadata[field] = copy.deepcopy(frob[field])
+
+    annotations = metadata.get("annotations", {})
+    if not isinstance(annotations, dict):
+        raise FrobError("annotations must be an object of strings")
+    metadata["annotations"] = {
+        **annotations,
+        ID_ANNOTATION: frob_id,
+        MANAGED_BY: managed_by,
+        MANAGED_BY_ORIGIN: managed_by,
+    }
+
+    spec = frob.get("spec", {})
+    if not isinstance(spec, dict):
+        raise FrobError("spec must be an object when present")
+    spec = copy.deepcopy(spec)
+    for field in SPEC_FIELDS:
+        if frob.get(field) is not None:
+            spec[field] = copy.deepcopy(frob[field])
+
+    return {
+        "apiVersion": API_VERSION,
+        "kind": _optional_string(frob, "kind") or "Component",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def _optional_string(frob: dict, field: str) -> str | None:
+    value = frob.get(field)
+    if value is not None and not isinstance(value, str):
+        raise FrobError(f"{field} must be a string when present")
+    return value

@@ -1,0 +1,218 @@
+"""``FrobsEntityProvider``: one Frobs environment's share of the catalog.
+
+Provider ``frobs-<env>`` holds every entity with location key
+``frobs-provider:<env>``.  It subscribes to ``frobs.add``, ``frobs.modify`` and
+``frobs.delete``:
+
+- add: read the frob's document and add its entities;
+- modify: read the frob and its previous state, remove what the previous state
+  had and the new one lacks, add or update the rest;
+- delete: remove every entity it holds with that frob id, whatever the source
+  says (it usually answers 404 by then).
+
+Its full sync reads the whole listing and applies a ``full`` mutation, so the
+catalog matches the source exactly; a listing that cannot be read changes nothing.
+A frob that cannot be mapped, or maps to an invalid entity, is refused on its own
+with a log line naming the frob id and the rule; its siblings still apply.
+
+The provider never builds a URL from an id that is not a DNS label, and never
+touches entities of another location key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from ..catalog.mutation import (
+    DeferredEntity,
+    DeltaMutation,
+    EntityRefRemoval,
+    FullMutation,
+    MutationResult,
+    Outcome,
+)
+from ..catalog.entity_ref import entity_ref_of
+from ..catalog.provider import EntityProvider, EntityProviderConnection
+from ..events.params import EventParams
+from ..events.service import EventsService
+from ..reading import SourceNotFound, UrlReader
+from .mapping import (
+    ID_ANNOTATION,
+    FrobError,
+    entity_from_frob,
+    frob_id_of,
+    parse_document,
+)
+from .router import TOPIC, is_frob_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_URL = "https://frobs-{env}.example.com/data"
+DEFAULT_ITEM_URL = "https://frobs-{id}.example.com/data"
+
+
+@dataclass(frozen=True)
+class FrobsProviderSettings:
+    env: str
+    data_url: str = DEFAULT_DATA_URL
+    item_url: str = DEFAULT_ITEM_URL
+    previous_state_url: str = "{itemUrl}/previous-state"
+
+    def data(self) -> str:
+        return self.data_url.replace("{env}", self.env)
+
+    def item(self, frob_id: str) -> str:
+        return self.item_url.replace("{env}", self.env).replace("{id}", frob_id)
+
+    def previous_state(self, frob_id: str) -> str:
+        template = self.previous_state_url.replace("{itemUrl}", self.item_url)
+        return template.replace("{env}", self.env).replace("{id}", frob_id)
+
+
+class FrobsEntityProvider(EntityProvider):
+    def __init__(self, settings: FrobsProviderSettings, reader: UrlReader) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.location_key = f"frobs-provider:{settings.env}"
+        self.managed_by = f"url:{settings.data()}"
+        self._connection: EntityProviderConnection | None = None
+
+    def get_provider_name(self) -> str:
+        return f"frobs-{self.settings.env}"
+
+    def connect(self, connection: EntityProviderConnection) -> None:
+        self._connection = connection
+
+    @property
+    def connection(self) -> EntityProviderConnection:
+        if self._connection is None:
+            raise RuntimeError(f"{self.get_provider_name()} is not connected yet")
+        return self._connection
+
+    def subscribe(self, events: EventsService) -> None:
+        events.subscribe(
+            self.get_provider_name(),
+            [f"{TOPIC}.add", f"{TOPIC}.modify", f"{TOPIC}.delete"],
+            self.on_event,
+        )
+
+    # Events
+
+    def on_event(self, params: EventParams) -> None:
+        frob_id = params.event_payload.get("id")
+        if not is_frob_id(frob_id):
+            logger.warning("%s ignores an event whose id is not a frob id",
+                           self.get_provider_name())
+            return
+
+        action = params.topic.rsplit(".", 1)[-1]
+        if action == "add":
+            result = self.add(frob_id)
+        elif action == "modify":
+            result = self.modify(frob_id)
+        else:
+            result = self.delete(frob_id)
+        if result is not None:
+            logger.info("%s applied %s of frob %s: %s", self.get_provider_name(),
+                        action, frob_id, _counts(result))
+
+    def add(self, frob_id: str) -> MutationResult | None:
+        entities = self._read_frob(self.settings.item(frob_id), frob_id)
+        if entities is None:
+            return None
+        return self._apply(DeltaMutation(added=entities), entities)
+
+    def modify(self, frob_id: str) -> MutationResult | None:
+        entities = self._read_frob(self.settings.item(frob_id), frob_id)
+        if entities is None:
+            return None
+        previous = self._read_frob(
+            self.settings.previous_state(frob_id), frob_id, missing_ok=True
+        ) or []
+
+        kept = {entity_ref_of(item.entity) for item in entities}
+        removed = [
+            EntityRefRemoval(ref, self.location_key)
+            for ref in (entity_ref_of(item.entity) for item in previous)
+            if ref not in kept
+        ]
+        return self._apply(DeltaMutation(added=entities, removed=removed), entities)
+
+    def delete(self, frob_id: str) -> MutationResult:
+        removed = [
+            EntityRefRemoval(record.ref, self.location_key)
+            for record in self.connection.held_entities()
+            if record.entity["metadata"].get("annotations", {}).get(ID_ANNOTATION)
+            == frob_id
+        ]
+        return self.connection.apply_mutation(DeltaMutation(removed=removed))
+
+    # Full sync
+
+    def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
+        url = self.settings.data()
+        frobs = parse_document(self.reader.read(url), url)
+        entities = self._entities(frobs, url)
+        if cancelled.is_set():
+            logger.warning("%s full sync was cancelled before applying",
+                           self.get_provider_name())
+            return None
+        return self._apply(FullMutation(entities), entities)
+
+    def _apply(self, mutation, entities: list[DeferredEntity]) -> MutationResult:
+        """Apply, then name the frob behind each refused entity."""
+        result = self.connection.apply_mutation(mutation)
+        frob_ids = {
+            entity_ref_of(item.entity): item.entity["metadata"]["annotations"][ID_ANNOTATION]
+            for item in entities
+            if isinstance(item.entity["metadata"].get("name"), str)
+        }
+        for refused in result.of(Outcome.INVALID):
+            logger.warning("%s refused frob %s: %s is invalid: %s",
+                           self.get_provider_name(), frob_ids.get(refused.ref, "(unknown)"),
+                           refused.ref, refused.message)
+        return result
+
+    # Reading and mapping
+
+    def _read_frob(
+        self, url: str, frob_id: str, missing_ok: bool = False
+    ) -> list[DeferredEntity] | None:
+        try:
+            raw = self.reader.read(url)
+        except SourceNotFound:
+            if not missing_ok:
+                logger.warning("%s: frob %s is not in the source (%s); nothing applied",
+                               self.get_provider_name(), frob_id, url)
+            return None
+        frobs = parse_document(raw, url)
+
+        foreign = [f for f in frobs if frob_id_of(f) != frob_id]
+        if foreign:
+            logger.warning("%s: %d entries of %s are not frob %s and were skipped",
+                           self.get_provider_name(), len(foreign), url, frob_id)
+        return self._entities([f for f in frobs if frob_id_of(f) == frob_id], url)
+
+    def _entities(self, frobs: list, url: str) -> list[DeferredEntity]:
+        entities = []
+        for frob in frobs:
+            try:
+                entity = entity_from_frob(frob, self.managed_by)
+            except FrobError as exc:
+                logger.warning("%s refused frob %s from %s: %s", self.get_provider_name(),
+                               frob_id_of(frob) or "(no id)", url, exc)
+                continue
+            entities.append(DeferredEntity(entity, self.location_key))
+        return entities
+
+
+def _counts(result: MutationResult) -> str:
+    counts = result.counts()
+    refused = counts[Outcome.CONFLICT.value] + counts[Outcome.INVALID.value]
+    return (
+        f"{counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['removed']} removed, "
+        f"{refused} refused"
+    )

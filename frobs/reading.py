@@ -1,0 +1,198 @@
+"""URL readers: fetch a provider's source documents over ``http(s):`` or ``file:``.
+
+``UrlReaders.read(url)`` returns the bytes at a URL or raises:
+``SourceNotFound`` (HTTP 404 or 410, or no such file), ``ReadRefused`` (a host not
+in ``backend.reading.allow``, a redirect leaving it, a ``file:`` path outside its
+folder) or ``ReadFailed`` (anything else: timeouts, other statuses, bodies over
+the size cap).
+
+HTTP reads use ``requests`` with connect and read timeouts, follow at most five
+redirects and only to allowed hosts, and stop reading once a body passes the cap.
+``file:`` URLs are resolved against the folder of the config file that named them
+and may not leave it, symlinks included.  Readers keep no per-request state and
+may be shared by every thread of a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urljoin, urlsplit
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+MAX_REDIRECTS = 5
+
+
+class ReadFailed(Exception):
+    """The source could not be read; the message says why."""
+
+
+class SourceNotFound(ReadFailed):
+    """The source answered that the document does not exist."""
+
+
+class ReadRefused(ReadFailed):
+    """Reading this URL is not allowed by the configuration."""
+
+
+class UrlReader(ABC):
+    @abstractmethod
+    def read(self, url: str) -> bytes:
+        """The bytes at ``url``."""
+
+
+class HostAllowList:
+    """Hosts that reading may reach, with Backstage's ``*.example.com`` wildcards.
+
+    A ``*`` inside a label matches within that label only; a leading ``*.``
+    matches any number of subdomains.  A pattern with a port must match the port.
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = sorted({p.lower() for p in patterns if p})
+        self._compiled = [_host_regex(p) for p in self.patterns]
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        with_port = f"{host}:{parts.port}" if parts.port else host
+        return any(
+            regex.match(with_port if ":" in pattern else host)
+            for pattern, regex in zip(self.patterns, self._compiled)
+        )
+
+
+def _host_regex(pattern: str) -> re.Pattern:
+    prefix = ""
+    if pattern.startswith("*."):
+        prefix, pattern = r"(?:[^.]+\.)+", pattern[2:]
+    body = ".".join(
+        "[^.]*".join(re.escape(piece) for piece in label.split("*"))
+        for label in pattern.split(".")
+    )
+    return re.compile(f"^{prefix}{body}$")
+
+
+def template_host(template: str) -> str | None:
+    """The host pattern of a URL template: ``{id}`` and the like become ``*``."""
+    parts = urlsplit(re.sub(r"\{[^}]*\}", "PLACEHOLDER", template))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.replace("placeholder", "*")
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class HttpUrlReader(UrlReader):
+    def __init__(self, allow: HostAllowList, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.allow = allow
+        self.max_bytes = max_bytes
+        self.session = requests.Session()
+
+    def read(self, url: str) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allow.allows(url):
+                raise ReadRefused(
+                    f"{_host_of(url)} is not an allowed host; add it to "
+                    "backend.reading.allow"
+                )
+            try:
+                response = self.session.get(
+                    url,
+                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.RequestException as exc:
+                raise ReadFailed(f"could not reach {_host_of(url)}: {type(exc).__name__}") from exc
+
+            with response:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code in (404, 410):
+                    raise SourceNotFound(f"{url} answered {response.status_code}")
+                if response.status_code != 200:
+                    raise ReadFailed(f"{url} answered {response.status_code}")
+                return self._body(response, url)
+        raise ReadFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    def _body(self, response: requests.Response, url: str) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise ReadFailed(f"reading {url} failed: {type(exc).__name__}") from exc
+        return b"".join(chunks)
+
+
+class FileUrlReader(UrlReader):
+    """Reads ``file:`` URLs under one folder, relative ones against it."""
+
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.folder = Path(os.path.realpath(folder))
+        self.max_bytes = max_bytes
+
+    def read(self, url: str) -> bytes:
+        path = self.path_of(url)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(self.max_bytes + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            raise SourceNotFound(f"{url}: no such file") from None
+        except IsADirectoryError:
+            raise ReadFailed(f"{url} is a folder, not a file") from None
+        except OSError as exc:
+            raise ReadFailed(f"{url}: {exc.strerror}") from None
+        if len(data) > self.max_bytes:
+            raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
+        return data
+
+    def path_of(self, url: str) -> Path:
+        parts = urlsplit(url)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            raise ReadRefused(f"{url} is not a local file: URL")
+        target = unquote(parts.path)
+        path = Path(os.path.realpath(self.folder / target))
+        if path != self.folder and self.folder not in path.parents:
+            raise ReadRefused(
+                f"{url} points outside {self.folder}; file: URLs must stay in the "
+                "folder of the config file that names them"
+            )
+        return path
+
+
+class UrlReaders(UrlReader):
+    """Dispatches by scheme to the HTTP reader and to one ``file:`` reader."""
+
+    def __init__(self, http: HttpUrlReader, files: FileUrlReader | None) -> None:
+        self.http = http
+        self.files = files
+
+    def read(self, url: str) -> bytes:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return self.http.read(url)
+        if scheme == "file" and self.files is not None:
+            return self.files.read(url)
+        raise ReadRefused(f"{url}: only http, https and file URLs can be read")
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).netloc or url

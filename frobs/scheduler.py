@@ -1,0 +1,173 @@
+"""The scheduler: runs each provider's full sync on its schedule, in one worker.
+
+Each task has a frequency (a duration, or ``{cron: ...}``), a timeout and an
+initial delay, as in Backstage's scheduler.  A background thread drives the
+``schedule`` library; it runs tasks only while it holds ``scheduler.lock`` in the
+store folder, taken without blocking, so exactly one gunicorn worker runs them.
+The others retry every few seconds and take over within seconds if the holder
+dies (the kernel drops a dead process's ``flock``).
+
+Each run happens on its own thread; if it outlives its timeout, it is abandoned:
+its ``cancelled`` event is set so it applies nothing more, the run is reported as
+timed out, and the schedule goes on.
+
+``start`` must be called after gunicorn forks, in the worker (``gunicorn.conf.py``
+does this), never in the master: a thread started before the fork would live in
+the master only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import schedule
+from croniter import croniter
+from filelock import FileLock, Timeout
+
+logger = logging.getLogger(__name__)
+
+LEADER_RETRY_SECONDS = 5.0
+TICK_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class TaskSchedule:
+    frequency: timedelta | str  # a duration, or a cron expression
+    timeout: timedelta
+    initial_delay: timedelta
+
+
+@dataclass
+class TaskRun:
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: str = "running"
+    summary: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+TaskFn = Callable[[threading.Event], dict | None]
+
+
+@dataclass
+class ScheduledTask:
+    id: str
+    schedule: TaskSchedule
+    fn: TaskFn
+    last_run: TaskRun | None = None
+    running: bool = False
+
+
+class Scheduler:
+    def __init__(self, lock_path: Path) -> None:
+        self.lock_path = Path(lock_path)
+        self.tasks: dict[str, ScheduledTask] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_pid: int | None = None
+        self._lock = threading.Lock()
+
+    def add_task(self, task_id: str, task_schedule: TaskSchedule, fn: TaskFn) -> None:
+        self.tasks[task_id] = ScheduledTask(task_id, task_schedule, fn)
+
+    def start(self) -> None:
+        """Start the background thread in this process; later calls do nothing."""
+        with self._lock:
+            if self._started_pid == os.getpid() or not self.tasks:
+                return
+            self._started_pid = os.getpid()
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name="frobs-scheduler", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        leader = FileLock(self.lock_path, thread_local=False)
+        while not self._stop.is_set():
+            try:
+                leader.acquire(blocking=False)
+            except Timeout:
+                self._stop.wait(LEADER_RETRY_SECONDS)
+                continue
+            logger.info("Worker %d runs the scheduled tasks: %s", os.getpid(),
+                        ", ".join(self.tasks))
+            try:
+                self._lead()
+            finally:
+                leader.release()
+
+    def _lead(self) -> None:
+        jobs = schedule.Scheduler()
+        for task in self.tasks.values():
+            self._plan(jobs, task)
+        while not self._stop.is_set():
+            jobs.run_pending()
+            self._stop.wait(TICK_SECONDS)
+
+    def _plan(self, jobs: schedule.Scheduler, task: ScheduledTask) -> None:
+        first = datetime.now() + task.schedule.initial_delay
+        frequency = task.schedule.frequency
+        if isinstance(frequency, str):
+            cron = croniter(frequency, first)
+            state = {"next": cron.get_next(datetime)}
+
+            def run_when_due() -> None:
+                if datetime.now() >= state["next"]:
+                    state["next"] = cron.get_next(datetime)
+                    self.run(task)
+
+            jobs.every(1).seconds.do(run_when_due)
+            return
+
+        seconds = max(frequency.total_seconds(), 1.0)
+        job = jobs.every(seconds).seconds.do(self.run, task)
+        job.next_run = first
+
+    def run(self, task: ScheduledTask) -> TaskRun:
+        """Run a task now on its own thread, waiting at most its timeout."""
+        run = TaskRun(started_at=datetime.now(timezone.utc))
+        cancelled = threading.Event()
+        task.running = True
+        task.last_run = run
+        logger.info("Task %s started", task.id)
+        began = time.monotonic()
+
+        def body() -> None:
+            try:
+                summary = task.fn(cancelled) or {}
+                if not cancelled.is_set():
+                    run.summary, run.outcome = summary, "succeeded"
+            except Exception as exc:
+                if cancelled.is_set():
+                    return
+                run.outcome = "failed"
+                run.error = f"{type(exc).__name__}: {exc}"
+                logger.exception("Task %s failed", task.id)
+
+        worker = threading.Thread(target=body, name=f"task-{task.id}", daemon=True)
+        worker.start()
+        worker.join(task.schedule.timeout.total_seconds())
+        if worker.is_alive():
+            cancelled.set()
+            run.outcome = "timed out"
+            logger.error("Task %s ran past its timeout of %s and was abandoned",
+                         task.id, task.schedule.timeout)
+
+        run.ended_at = datetime.now(timezone.utc)
+        task.running = False
+        logger.info("Task %s %s in %.2fs: %s", task.id, run.outcome,
+                    time.monotonic() - began, run.summary or run.error or "")
+        return run

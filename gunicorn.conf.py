@@ -1,0 +1,21 @@
+"""gunicorn settings, read automatically when gunicorn starts in this folder.
+
+Binds to ``$HOST:$PORT`` (default 127.0.0.1:7007, Backstage's backend port), runs
+``$WEB_CONCURRENCY`` workers (default 3) with a few threads each, and starts each
+worker's background work (the scheduler) after the fork, never in the master.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '7007')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+graceful_timeout = 30
+timeout = 60
+
+
+def post_worker_init(worker):
+    runtime = worker.wsgi.extensions.get("frobs")
+    if runtime is not None:
+        runtime.start()
