@@ -1,0 +1,174 @@
+"""Configuration loading: files, overrides, substitution and the errors it reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from frobs.config import ConfigError, load_config
+from frobs.durations import parse_duration
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_default_files_are_the_embedded_config_and_its_local_override(tmp_path):
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", "app-config.yaml", "events:\n  http:\n    topics: [a]\n")
+    write(tmp_path / "config", "app-config.local.yaml",
+          "events:\n  http:\n    maxBodyBytes: 10\n")
+
+    config = load_config({}, tmp_path)
+
+    assert config.get("events.http.topics") == ["a"]
+    assert config.get("events.http.maxBodyBytes") == 10
+
+
+def test_later_files_override_earlier_ones_key_by_key(tmp_path):
+    first = write(tmp_path, "a.yaml", "events:\n  http:\n    topics: [a, b]\n"
+                  "    maxBodyBytes: 5\n")
+    second = write(tmp_path, "b.yaml", "events:\n  http:\n    topics: [c]\n")
+
+    config = load_config({"APP_CONFIG": f"{first}:{second}"}, tmp_path)
+
+    assert config.get("events.http.topics") == ["c"]
+    assert config.get("events.http.maxBodyBytes") == 5
+    assert config.source_of("events.http.topics") == Path(second)
+    assert config.source_of("events.http.maxBodyBytes") == Path(first)
+
+
+def test_app_config_replaces_the_embedded_defaults(tmp_path):
+    only = write(tmp_path, "only.yaml", "events:\n  http:\n    topics: [x]\n")
+    config = load_config({"APP_CONFIG": only}, REPO)
+    assert config.get("catalog.providers") is None
+
+
+SUBSTITUTIONS = {
+    "a set variable": ("${SECRET}", {"SECRET": "s3"}, "s3"),
+    "a default when unset": ("${SECRET:-fallback}", {}, "fallback"),
+    "the variable wins over the default": ("${SECRET:-fallback}", {"SECRET": "v"}, "v"),
+    "an empty default": ("${SECRET:-}", {}, ""),
+    "inside a longer string": ("pre-${A}-post", {"A": "x"}, "pre-x-post"),
+    "an escaped literal": ("$${NOT_A_VARIABLE}", {}, "${NOT_A_VARIABLE}"),
+}
+
+
+@pytest.mark.parametrize("value, environ, expected", SUBSTITUTIONS.values(),
+                         ids=SUBSTITUTIONS.keys())
+def test_substitution(tmp_path, value, environ, expected):
+    path = write(tmp_path, "c.yaml",
+                 f"events:\n  modules:\n    github:\n      webhookSecret: '{value}'\n")
+    config = load_config({"APP_CONFIG": path, **environ}, tmp_path)
+    assert config.get("events.modules.github.webhookSecret") == expected
+
+
+def test_a_substituted_number_becomes_an_integer(tmp_path):
+    path = write(tmp_path, "c.yaml",
+                 "events:\n  http:\n    maxBodyBytes: ${LIMIT:-1024}\n")
+    assert load_config({"APP_CONFIG": path}, tmp_path).get("events.http.maxBodyBytes") == 1024
+
+
+ERRORS = {
+    "a missing variable names the key, the file and the variable": (
+        "events:\n  modules:\n    github:\n      webhookSecret: ${GH_SECRET}\n",
+        ["events.modules.github.webhookSecret", "GH_SECRET", "c.yaml"],
+    ),
+    "an unknown key": (
+        "events:\n  htp:\n    topics: [a]\n",
+        ["unknown key 'events.htp'", "c.yaml"],
+    ),
+    "a value of the wrong type": (
+        "events:\n  http:\n    maxBodyBytes: lots\n",
+        ["events.http.maxBodyBytes", "integer", "c.yaml"],
+    ),
+    "a topic name with a slash": (
+        "events:\n  http:\n    topics: ['a/b']\n",
+        ["events.http.topics.0", "not a valid name"],
+    ),
+    "a provider env name with a space": (
+        "catalog:\n  providers:\n    frobs:\n      'my env': {}\n",
+        ["catalog.providers.frobs", "not a valid name"],
+    ),
+    "an unknown provider setting": (
+        "catalog:\n  providers:\n    frobs:\n      dev:\n        dataURL: x\n",
+        ["unknown key 'catalog.providers.frobs.dev.dataURL'"],
+    ),
+    "a bad duration": (
+        "catalog:\n  providers:\n    frobs:\n      dev:\n        schedule:\n"
+        "          frequency: often\n",
+        ["catalog.providers.frobs.dev.schedule.frequency", "ISO 8601"],
+    ),
+    "a bad cron": (
+        "catalog:\n  providers:\n    frobs:\n      dev:\n        schedule:\n"
+        "          frequency: {cron: 'not cron'}\n",
+        ["not a cron expression"],
+    ),
+    "bad YAML": ("events: [unclosed\n", ["not valid YAML", "c.yaml"]),
+    "a top level that is a list": ("- a\n- b\n", ["top level must be a mapping"]),
+    "a store type that does not exist": (
+        "catalog:\n  store:\n    type: s3\n", ["catalog.store.type"]),
+}
+
+
+@pytest.mark.parametrize("text, fragments", ERRORS.values(), ids=ERRORS.keys())
+def test_config_error(tmp_path, text, fragments):
+    path = write(tmp_path, "c.yaml", text)
+    with pytest.raises(ConfigError) as raised:
+        load_config({"APP_CONFIG": path}, tmp_path)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write(tmp_path, "c.yaml",
+                 "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n"
+                 "catalog:\n  store:\n    path: ${NOPE}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config({"APP_CONFIG": path}, tmp_path)
+    assert len(raised.value.problems) == 1  # substitution errors stop before the schema
+    assert "NOPE" in str(raised.value)
+
+    write(tmp_path, "c.yaml", "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config({"APP_CONFIG": path}, tmp_path)
+    assert len(raised.value.problems) == 2
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere.yaml: config file not found"):
+        load_config({"APP_CONFIG": str(tmp_path / "nowhere.yaml")}, tmp_path)
+
+
+def test_the_embedded_config_loads(tmp_path):
+    config = load_config({}, REPO)
+    assert config.get("events.http.topics") == ["frobs"]
+    assert "sample" in config.get("catalog.providers.frobs")
+
+
+DURATIONS = {
+    "{minutes: 30}": ({"minutes": 30}, timedelta(minutes=30)),
+    "PT30M": ("PT30M", timedelta(minutes=30)),
+    "P1DT2H": ("P1DT2H", timedelta(days=1, hours=2)),
+    "PT1.5S": ("PT1.5S", timedelta(seconds=1.5)),
+    "{hours: 1, seconds: 5}": ({"hours": 1, "seconds": 5}, timedelta(hours=1, seconds=5)),
+    "{milliseconds: 250}": ({"milliseconds": 250}, timedelta(milliseconds=250)),
+}
+
+
+@pytest.mark.parametrize("value, expected", DURATIONS.values(), ids=DURATIONS.keys())
+def test_duration(value, expected):
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["P", "PT", "30M", "1h", {}, {"mins": 3},
+                                   {"minutes": "3"}, {"minutes": -1}, 30, None])
+def test_bad_duration(value):
+    with pytest.raises(ValueError):
+        parse_duration(value)

@@ -1,0 +1,164 @@
+"""The file store under concurrency and crashes: whole files, whole commits."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from frobs.catalog.apply import apply_mutation
+from frobs.catalog.file_store import FileStore, file_name_for
+from frobs.catalog.mutation import DeferredEntity, DeltaMutation, FullMutation
+
+
+def component(name: str, description: str = "") -> dict:
+    return {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": name, "description": description},
+        "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"},
+    }
+
+
+def all_files_parse(root) -> list:
+    documents = []
+    for path in (root / "entities").iterdir():
+        documents.append(json.loads(path.read_bytes()))
+    return documents
+
+
+@pytest.mark.parametrize("key", [
+    "frobs-provider:dev", "../../etc/passwd", "/absolute", "url:https://x/y?z=1",
+    "a" * 500, "..", ".", "with space and ünïcode",
+])
+def test_location_keys_never_name_a_path(tmp_path, key):
+    name = file_name_for(key)
+    assert "/" not in name and name not in (".", "..") and len(name) < 255
+    store = FileStore(tmp_path / "store")
+    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), key)]))
+    assert [p.name for p in (tmp_path / "store" / "entities").iterdir()] == [name]
+    assert FileStore(tmp_path / "store").snapshot().get("component:default/x").location_key == key
+
+
+def test_a_commit_by_one_store_is_seen_by_another_on_the_next_snapshot(tmp_path):
+    writer, reader = FileStore(tmp_path), FileStore(tmp_path)
+    assert len(reader.snapshot()) == 0
+    apply_mutation(writer, "a", FullMutation([DeferredEntity(component("x"), "k")]))
+    assert reader.snapshot().get("component:default/x") is not None
+    apply_mutation(writer, "a", FullMutation([]))
+    assert len(reader.snapshot()) == 0
+
+
+def test_a_snapshot_rereads_only_changed_files(tmp_path):
+    store = FileStore(tmp_path)
+    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), "ka")]))
+    apply_mutation(store, "b", FullMutation([DeferredEntity(component("y"), "kb")]))
+    reader = FileStore(tmp_path)
+    first = reader.snapshot()
+    apply_mutation(store, "b", FullMutation([DeferredEntity(component("y", "v2"), "kb")]))
+    second = reader.snapshot()
+    assert second.get("component:default/x") is first.get("component:default/x")
+    assert second.get("component:default/y") is not first.get("component:default/y")
+
+
+def _add_many(path, worker: int, count: int) -> None:
+    store = FileStore(path)
+    for i in range(count):
+        apply_mutation(
+            store, "events",
+            DeltaMutation(added=[DeferredEntity(component(f"w{worker}-{i}"), "k")]),
+        )
+
+
+def test_several_processes_writing_at_once_lose_nothing(tmp_path):
+    FileStore(tmp_path)
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_add_many, args=(tmp_path, w, 25)) for w in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+
+    assert len(FileStore(tmp_path).snapshot()) == 100
+    all_files_parse(tmp_path)
+
+
+def test_leftover_temporary_files_are_removed_when_the_store_opens(tmp_path):
+    FileStore(tmp_path)
+    leftover = tmp_path / "entities" / "k-x.json.tmp-deadbeef"
+    leftover.write_text('{"torn')
+    store = FileStore(tmp_path)
+    assert not leftover.exists()
+    assert len(store.snapshot()) == 0
+
+
+def test_an_interrupted_multi_file_commit_is_finished_by_the_next_writer(tmp_path):
+    store = FileStore(tmp_path)
+    apply_mutation(store, "b", DeltaMutation(added=[DeferredEntity(component("x"), None)]))
+    # A takeover moves x from the unkeyed file to key "ka": two files change.
+    # Simulate a crash after the journal was written and before any file moved.
+    moved = json.loads((tmp_path / "entities" / "_unkeyed.json").read_bytes())
+    record = dict(moved["entities"][0], locationKey="ka", source="a")
+    journal = {"files": {
+        "_unkeyed.json": None,
+        file_name_for("ka"): {"locationKey": "ka", "entities": [record]},
+    }}
+    (tmp_path / "journal.json").write_text(json.dumps(journal))
+
+    recovered = FileStore(tmp_path)
+
+    assert not (tmp_path / "journal.json").exists()
+    stored = recovered.snapshot().get("component:default/x")
+    assert (stored.source, stored.location_key) == ("a", "ka")
+    assert not (tmp_path / "entities" / "_unkeyed.json").exists()
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from frobs.catalog.apply import apply_mutation
+    from frobs.catalog.file_store import FileStore
+    from frobs.catalog.mutation import DeferredEntity, FullMutation
+    store = FileStore(sys.argv[1])
+    print("ready", flush=True)
+    round = 0
+    while True:
+        round += 1
+        entities = [
+            DeferredEntity({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                "metadata": {"name": f"e{i}", "description": "x" * 200 + str(round)},
+                "spec": {},
+            }, "k" if i % 2 else None)
+            for i in range(300)
+        ]
+        apply_mutation(store, "crashy", FullMutation(entities))
+""")
+
+
+def test_kill_9_mid_write_leaves_whole_files_and_whole_commits(tmp_path):
+    for attempt in range(6):
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        assert process.stdout.readline().strip() == b"ready"
+        time.sleep(0.2 + attempt * 0.13)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+        store = FileStore(tmp_path)
+        all_files_parse(tmp_path)
+        records = list(store.snapshot().records())
+        if records:
+            assert len(records) == 300
+            rounds = {r.entity["metadata"]["description"][200:] for r in records}
+            assert len(rounds) == 1, "a commit was applied in part"

@@ -1,0 +1,258 @@
+"""The catalog's mutation rules, pinned case by case against a real file store."""
+
+from __future__ import annotations
+
+import pytest
+
+from frobs.catalog.apply import _stored, apply_mutation
+from frobs.catalog.file_store import FileStore
+from frobs.catalog.mutation import (
+    DeferredEntity as D,
+    DeltaMutation,
+    EntityRefRemoval as R,
+    FullMutation,
+    Outcome,
+)
+
+
+def component(name: str, description: str = "", namespace: str | None = None) -> dict:
+    metadata = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if description:
+        metadata["description"] = description
+    return {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": metadata,
+        "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"},
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FileStore(tmp_path / "store")
+
+
+def outcomes(result) -> dict[str, str]:
+    """Each ref's outcomes, sorted and joined with '+' when there are several."""
+    seen: dict[str, list[str]] = {}
+    for r in result.results:
+        seen.setdefault(r.ref, []).append(r.outcome.value)
+    return {ref: "+".join(sorted(values)) for ref, values in seen.items()}
+
+
+def refs(store) -> dict[str, tuple[str, str | None]]:
+    return {r.ref: (r.source, r.location_key) for r in store.snapshot().records()}
+
+
+# Each case: steps of (source, mutation), then the expected outcomes of the last
+# step and the expected catalog (ref -> (source, location key)).
+CASES = {
+    "full adds everything new": (
+        [("a", FullMutation([D(component("one"), "ka"), D(component("two"), "ka")]))],
+        {"component:default/one": "added", "component:default/two": "added"},
+        {"component:default/one": ("a", "ka"), "component:default/two": ("a", "ka")},
+    ),
+    "full removes what the same provider emitted before and no longer emits": (
+        [
+            ("a", FullMutation([D(component("one"), "ka"), D(component("two"), "ka")])),
+            ("a", FullMutation([D(component("one"), "ka")])),
+        ],
+        {"component:default/one": "unchanged", "component:default/two": "removed"},
+        {"component:default/one": ("a", "ka")},
+    ),
+    "full never removes another provider's entities": (
+        [
+            ("b", DeltaMutation(added=[D(component("theirs"), "kb")])),
+            ("a", FullMutation([])),
+        ],
+        {},
+        {"component:default/theirs": ("b", "kb")},
+    ),
+    "full keeps delta-added entities of the same provider only if emitted": (
+        [
+            ("a", DeltaMutation(added=[D(component("by-event"), "ka")])),
+            ("a", FullMutation([D(component("listed"), "ka")])),
+        ],
+        {"component:default/listed": "added", "component:default/by-event": "removed"},
+        {"component:default/listed": ("a", "ka")},
+    ),
+    "delta upserts added and removes removed": (
+        [
+            ("a", DeltaMutation(added=[D(component("one"), "ka"), D(component("two"), "ka")])),
+            ("a", DeltaMutation(added=[D(component("one", "new"), "ka")],
+                                removed=[D(component("two"), "ka")])),
+        ],
+        {"component:default/one": "updated", "component:default/two": "removed"},
+        {"component:default/one": ("a", "ka")},
+    ),
+    "delta removal by entityRef is case-insensitive and defaults the namespace": (
+        [
+            ("a", DeltaMutation(added=[D(component("MyService_1.x"), "ka")])),
+            ("a", DeltaMutation(removed=[R("Component:MyService_1.X")])),
+        ],
+        {"component:default/myservice_1.x": "removed"},
+        {},
+    ),
+    "delta removal with or without a location key": (
+        [
+            ("a", DeltaMutation(added=[D(component("one"), "ka"), D(component("two"), "ka")])),
+            ("a", DeltaMutation(removed=[R("component:default/one", "ka"),
+                                         R("component:default/two")])),
+        ],
+        {"component:default/one": "removed", "component:default/two": "removed"},
+        {},
+    ),
+    "an entity both added and removed in one delta is kept, updated": (
+        [
+            ("a", DeltaMutation(added=[D(component("one"), "ka")])),
+            ("a", DeltaMutation(added=[D(component("one", "v2"), "ka")],
+                                removed=[R("component:default/one")])),
+        ],
+        {"component:default/one": "updated"},
+        {"component:default/one": ("a", "ka")},
+    ),
+    "removing an entity another provider holds is refused": (
+        [
+            ("b", DeltaMutation(added=[D(component("theirs"), "kb")])),
+            ("a", DeltaMutation(removed=[R("component:default/theirs")])),
+        ],
+        {"component:default/theirs": "conflict"},
+        {"component:default/theirs": ("b", "kb")},
+    ),
+    "an emission with another location key is a conflict and the owner stays": (
+        [
+            ("b", DeltaMutation(added=[D(component("shared", "b's"), "kb")])),
+            ("a", DeltaMutation(added=[D(component("shared", "a's"), "ka")])),
+        ],
+        {"component:default/shared": "conflict"},
+        {"component:default/shared": ("b", "kb")},
+    ),
+    "an emission without a key does not take a keyed entity": (
+        [
+            ("b", DeltaMutation(added=[D(component("shared"), "kb")])),
+            ("a", FullMutation([D(component("shared", "mine"), None)])),
+        ],
+        {"component:default/shared": "conflict"},
+        {"component:default/shared": ("b", "kb")},
+    ),
+    "an entity stored without a key is taken over": (
+        [
+            ("b", DeltaMutation(added=[D(component("loose"), None)])),
+            ("a", DeltaMutation(added=[D(component("loose", "mine"), "ka")])),
+        ],
+        {"component:default/loose": "updated"},
+        {"component:default/loose": ("a", "ka")},
+    ),
+    "the same location key from another provider takes over": (
+        [
+            ("b", DeltaMutation(added=[D(component("same"), "k")])),
+            ("a", DeltaMutation(added=[D(component("same", "mine"), "k")])),
+        ],
+        {"component:default/same": "updated"},
+        {"component:default/same": ("a", "k")},
+    ),
+    "a ref named twice in one mutation: the first applies, the later is invalid": (
+        [("a", FullMutation([D(component("twice", "first"), "ka"),
+                             D(component("Twice", "second"), "ka")]))],
+        {"component:default/twice": "added+invalid"},
+        {"component:default/twice": ("a", "ka")},
+    ),
+    "an invalid entity is refused alone and its siblings apply": (
+        [("a", FullMutation([D(component("good"), "ka"), D(component("bad name"), "ka")]))],
+        {"component:default/good": "added", "component:default/bad name": "invalid"},
+        {"component:default/good": ("a", "ka")},
+    ),
+    "an invalid update keeps the last good version through a full": (
+        [
+            ("a", FullMutation([D(component("kept"), "ka")])),
+            ("a", FullMutation([D({**component("kept"), "status": {}}, "ka")])),
+        ],
+        {"component:default/kept": "invalid"},
+        {"component:default/kept": ("a", "ka")},
+    ),
+    "removing what is not stored changes nothing": (
+        [("a", DeltaMutation(removed=[R("component:default/ghost")]))],
+        {"component:default/ghost": "unchanged"},
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("steps, expected, catalog", CASES.values(), ids=CASES.keys())
+def test_mutation_rule(store, steps, expected, catalog):
+    for source, mutation in steps:
+        result = apply_mutation(store, source, mutation)
+
+    got = outcomes(result)
+    for ref, outcome in expected.items():
+        assert got.get(ref) == outcome, (ref, result.results)
+    assert refs(store) == catalog
+
+
+def test_first_of_a_duplicated_ref_is_the_one_stored(store):
+    apply_mutation(store, "a", FullMutation([D(component("twice", "first"), "ka"),
+                                             D(component("twice", "second"), "ka")]))
+    stored = store.snapshot().get("component:default/twice")
+    assert stored.entity["metadata"]["description"] == "first"
+
+
+def test_unchanged_entity_causes_no_write_and_keeps_its_etag(store, tmp_path):
+    apply_mutation(store, "a", FullMutation([D(component("one"), "ka")]))
+    before = store.snapshot().get("component:default/one").entity["metadata"]
+    file = next((tmp_path / "store" / "entities").iterdir())
+    stamp = file.stat().st_ino, file.stat().st_mtime_ns
+
+    result = apply_mutation(store, "a", FullMutation([D(component("one"), "ka")]))
+
+    assert outcomes(result) == {"component:default/one": "unchanged"}
+    assert (file.stat().st_ino, file.stat().st_mtime_ns) == stamp
+    after = store.snapshot().get("component:default/one").entity["metadata"]
+    assert (after["uid"], after["etag"]) == (before["uid"], before["etag"])
+
+
+def test_update_keeps_uid_and_changes_etag(store):
+    apply_mutation(store, "a", FullMutation([D(component("one"), "ka")]))
+    before = store.snapshot().get("component:default/one").entity["metadata"]
+    apply_mutation(store, "a", FullMutation([D(component("one", "changed"), "ka")]))
+    after = store.snapshot().get("component:default/one").entity["metadata"]
+    assert after["uid"] == before["uid"]
+    assert after["etag"] != before["etag"]
+
+
+def test_takeover_keeps_uid(store):
+    apply_mutation(store, "b", DeltaMutation(added=[D(component("loose"), None)]))
+    uid = store.snapshot().get("component:default/loose").uid
+    apply_mutation(store, "a", DeltaMutation(added=[D(component("loose"), "ka")]))
+    assert store.snapshot().get("component:default/loose").uid == uid
+
+
+def test_stored_entity_keeps_its_spelling_and_gets_the_default_namespace(store):
+    apply_mutation(store, "a", FullMutation([D(component("MyService"), "ka")]))
+    stored = store.snapshot().get("Component:Default/MYSERVICE")
+    assert stored.entity["metadata"]["name"] == "MyService"
+    assert stored.entity["metadata"]["namespace"] == "default"
+
+
+def test_conflict_names_the_key_that_holds_the_entity(store, caplog):
+    apply_mutation(store, "b", DeltaMutation(added=[D(component("shared"), "kb")]))
+    result = apply_mutation(store, "a", DeltaMutation(added=[D(component("shared"), "ka")]))
+    (conflict,) = result.of(Outcome.CONFLICT)
+    assert conflict.held_by == "kb"
+    assert "kb" in caplog.text and "ka" in caplog.text
+
+
+def test_invalid_result_names_the_field_and_rule(store):
+    result = apply_mutation(store, "a", FullMutation([D(component("-bad"), "ka")]))
+    (invalid,) = result.of(Outcome.INVALID)
+    assert "metadata.name" in invalid.message
+    assert "[a-zA-Z0-9]" in invalid.message
+
+
+def test_a_failed_transaction_writes_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as transaction:
+            transaction.put(_stored("component:default/x", component("x"), "k", "a", "u"))
+            raise RuntimeError("boom")
+    assert len(store.snapshot()) == 0

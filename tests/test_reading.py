@@ -1,0 +1,143 @@
+"""URL reading: allowed hosts, redirects, size caps, and file: URLs kept in their folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from frobs.reading import (
+    FileUrlReader,
+    HostAllowList,
+    HttpUrlReader,
+    ReadFailed,
+    ReadRefused,
+    SourceNotFound,
+    template_host,
+)
+
+HOSTS = {
+    "exact host": ("example.com", "https://example.com/x", True),
+    "other host": ("example.com", "https://evil.com/x", False),
+    "suffix trick": ("example.com", "https://evilexample.com/x", False),
+    "wildcard subdomain": ("*.example.com", "https://a.b.example.com/x", True),
+    "wildcard needs a subdomain": ("*.example.com", "https://example.com/x", False),
+    "label wildcard": ("frobs-*.example.com", "https://frobs-abc.example.com/", True),
+    "label wildcard stays in its label": (
+        "frobs-*.example.com", "https://frobs-a.evil.example.com/", False),
+    "host with port": ("127.0.0.1:8080", "http://127.0.0.1:8080/a", True),
+    "host with another port": ("127.0.0.1:8080", "http://127.0.0.1:9090/a", False),
+    "host without port allows any port": ("localhost", "http://localhost:9/a", True),
+    "userinfo does not fool it": ("example.com", "https://example.com@evil.com/", False),
+    "case-insensitive": ("Example.COM", "https://EXAMPLE.com/", True),
+}
+
+
+@pytest.mark.parametrize("pattern, url, allowed", HOSTS.values(), ids=HOSTS.keys())
+def test_host_allow_list(pattern, url, allowed):
+    assert HostAllowList([pattern]).allows(url) is allowed
+
+
+TEMPLATES = {
+    "https://frobs-{id}.example.com/data": "frobs-*.example.com",
+    "https://frobs-{env}.example.com/data": "frobs-*.example.com",
+    "http://127.0.0.1:8080/frobs/{id}": "127.0.0.1:8080",
+    "file:sample/{id}.json": None,
+}
+
+
+@pytest.mark.parametrize("template, host", TEMPLATES.items())
+def test_template_host(template, host):
+    assert template_host(template) == host
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "config"
+    (root / "frobs").mkdir(parents=True)
+    (root / "frobs" / "a.json").write_text('{"frobs": []}')
+    (tmp_path / "secret.json").write_text("secret")
+    os.symlink(tmp_path / "secret.json", root / "link.json")
+    return root
+
+
+FILE_URLS = {
+    "relative inside": ("file:frobs/a.json", None),
+    "missing file": ("file:frobs/b.json", SourceNotFound),
+    "dot-dot escape": ("file:../secret.json", ReadRefused),
+    "encoded dot-dot escape": ("file:%2e%2e/secret.json", ReadRefused),
+    "absolute path outside": ("file:///etc/passwd", ReadRefused),
+    "symlink leaving the folder": ("file:link.json", ReadRefused),
+    "remote host": ("file://evil.example/etc/passwd", ReadRefused),
+    "a folder": ("file:frobs", ReadFailed),
+}
+
+
+@pytest.mark.parametrize("url, error", FILE_URLS.values(), ids=FILE_URLS.keys())
+def test_file_urls_stay_in_their_folder(folder, url, error):
+    reader = FileUrlReader(folder)
+    if error is None:
+        assert reader.read(url) == b'{"frobs": []}'
+    else:
+        with pytest.raises(error):
+            reader.read(url)
+
+
+def test_file_over_the_size_cap_is_refused(folder):
+    with pytest.raises(ReadFailed, match="larger than"):
+        FileUrlReader(folder, max_bytes=5).read("file:frobs/a.json")
+
+
+@pytest.fixture
+def reader(httpserver):
+    return HttpUrlReader(HostAllowList([f"{httpserver.host}:{httpserver.port}"]), max_bytes=1000)
+
+
+def test_http_read(httpserver, reader):
+    httpserver.expect_request("/a").respond_with_data(b"hello")
+    assert reader.read(httpserver.url_for("/a")) == b"hello"
+
+
+def test_http_404_means_not_found(httpserver, reader):
+    httpserver.expect_request("/gone").respond_with_data(b"", status=404)
+    with pytest.raises(SourceNotFound):
+        reader.read(httpserver.url_for("/gone"))
+
+
+def test_http_500_is_a_failure(httpserver, reader):
+    httpserver.expect_request("/broken").respond_with_data(b"", status=500)
+    with pytest.raises(ReadFailed, match="500"):
+        reader.read(httpserver.url_for("/broken"))
+
+
+def test_http_redirect_inside_the_allow_list_is_followed(httpserver, reader):
+    httpserver.expect_request("/old").respond_with_data(
+        b"", status=302, headers={"Location": "/new"})
+    httpserver.expect_request("/new").respond_with_data(b"moved")
+    assert reader.read(httpserver.url_for("/old")) == b"moved"
+
+
+def test_http_redirect_leaving_the_allow_list_is_refused(httpserver, reader):
+    httpserver.expect_request("/away").respond_with_data(
+        b"", status=302, headers={"Location": "http://evil.example/"})
+    with pytest.raises(ReadRefused, match="evil.example"):
+        reader.read(httpserver.url_for("/away"))
+
+
+def test_http_body_over_the_cap_is_refused(httpserver, reader):
+    httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
+    with pytest.raises(ReadFailed, match="larger than"):
+        reader.read(httpserver.url_for("/big"))
+
+
+def test_http_host_not_allowed_is_refused_without_a_request(httpserver):
+    reader = HttpUrlReader(HostAllowList(["example.com"]))
+    with pytest.raises(ReadRefused, match="backend.reading.allow"):
+        reader.read(httpserver.url_for("/a"))
+    assert httpserver.log == []
+
+
+def test_unreachable_host_is_a_failure():
+    reader = HttpUrlReader(HostAllowList(["127.0.0.1:9"]))
+    with pytest.raises(ReadFailed, match="could not reach"):
+        reader.read("http://127.0.0.1:9/a")

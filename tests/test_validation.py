@@ -1,0 +1,89 @@
+"""Entity validation agrees with Backstage's catalog model, case by case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from frobs.catalog.validation import (
+    is_dns_label,
+    is_label_value,
+    is_metadata_key,
+    is_object_name,
+    is_tag,
+    validate_entity,
+)
+
+CASES = json.loads(
+    (Path(__file__).parent / "fixtures" / "validation-cases.json").read_text()
+)["cases"]
+
+CHECKS = {
+    "entity-name": is_object_name,
+    "namespace": is_dns_label,
+    "label-key": is_metadata_key,
+    "annotation-key": is_metadata_key,
+    "label-value": is_label_value,
+    "annotation-value": lambda v: isinstance(v, str),
+    "tag": is_tag,
+}
+
+
+@pytest.mark.parametrize(
+    "case", CASES, ids=[f"{c['field']}:{c.get('value_expr', c['value'])!s:.40}" for c in CASES]
+)
+def test_field_rule_agrees_with_backstage(case):
+    assert CHECKS[case["field"]](case["value"]) is case["valid"]
+
+
+def entity(**changes) -> dict:
+    base = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": "svc"},
+        "spec": {},
+    }
+    for path, value in changes.items():
+        node = base
+        *parents, last = path.split("__")
+        for parent in parents:
+            node = node[parent]
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return base
+
+
+ENVELOPES = {
+    "a valid entity": (entity(), None),
+    "apiVersion missing": (entity(apiVersion=None), "apiVersion"),
+    "apiVersion with two slashes": (entity(apiVersion="a/b/c"), "apiVersion"),
+    "apiVersion with a dash in the version": (
+        entity(apiVersion="backstage.io/v1-alpha"), "apiVersion"),
+    "kind missing": (entity(kind=None), "kind"),
+    "kind starting with a digit": (entity(kind="9Component"), "kind"),
+    "metadata not an object": (entity(metadata="x"), "metadata"),
+    "name missing": (entity(metadata__name=None), "metadata.name"),
+    "name with a space": (entity(metadata__name="my service"), "metadata.name"),
+    "name of 64 characters": (entity(metadata__name="a" * 64), "metadata.name"),
+    "namespace upper case": (entity(metadata__namespace="Default"), "metadata.namespace"),
+    "an unknown root key": (entity(status={}), "status"),
+    "spec not an object": (entity(spec=[]), "spec"),
+    "a tag with upper case": (entity(metadata__tags=["Java"]), "metadata.tags.0"),
+    "a label value with a slash": (
+        entity(metadata__labels={"team": "a/b"}), "metadata.labels.team"),
+    "a non-string annotation": (
+        entity(metadata__annotations={"a.io/x": 7}), "metadata.annotations.a.io/x"),
+}
+
+
+@pytest.mark.parametrize("value, field", ENVELOPES.values(), ids=ENVELOPES.keys())
+def test_entity_validation_names_the_field(value, field):
+    problems = validate_entity(value)
+    if field is None:
+        assert problems == []
+    else:
+        assert field in [p.field for p in problems], problems
