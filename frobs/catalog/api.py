@@ -9,7 +9,7 @@ reads: it never changes the catalog.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from ..errors import InputError, NotFoundError
 from .search import (

@@ -36,6 +36,23 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 PayloadCheck = Callable[[Any], None]
 
+#: Headers senders use to name a delivery, most specific first.
+DELIVERY_HEADERS = (
+    "x-github-delivery",
+    "webhook-id",
+    "x-gitlab-event-uuid",
+    "idempotency-key",
+    "x-request-id",
+)
+
+
+def delivery_id(headers: dict[str, str]) -> str:
+    """The sender's name for this delivery, or ``-`` when it gives none."""
+    for name in DELIVERY_HEADERS:
+        if headers.get(name):
+            return headers[name][:100]
+    return "-"
+
 
 class HttpIngress:
     def __init__(
@@ -99,7 +116,8 @@ class HttpIngress:
             check(payload)
         params = EventParams(topic, payload, safe_metadata(headers))
         self.events.publish(params)
-        logger.info("Accepted event on topic %s (%d bytes)", topic, len(raw))
+        logger.info("Accepted event on topic %s, delivery %s (%d bytes)",
+                    topic, delivery_id(headers), len(raw))
         return jsonify({"status": "accepted"}), 202
 
     def _media_type(self) -> tuple[str, dict[str, str]]:

@@ -101,7 +101,8 @@ class FrobsEntityProvider(EntityProvider):
     # Events
 
     def on_event(self, params: EventParams) -> None:
-        frob_id = params.event_payload.get("id")
+        payload = params.event_payload
+        frob_id = payload.get("id") if isinstance(payload, dict) else None
         if not is_frob_id(frob_id):
             logger.warning("%s ignores an event whose id is not a frob id",
                            self.get_provider_name())

@@ -1,0 +1,145 @@
+"""The README walkthrough on the embedded defaults: sync, add, modify, delete, resync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from frobs.app import create_app
+from frobs.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app(load_config({"STORE_PATH": str(tmp_path / "data")}, REPO))
+
+
+def sync(app) -> dict:
+    scheduler = app.extensions["frobs"].scheduler
+    run = scheduler.run(scheduler.tasks["frobs-sample:refresh"])
+    assert run.outcome == "succeeded", run.error
+    return run.summary
+
+
+def names(client, kind: str) -> set[str]:
+    entities = client.get(f"/api/catalog/entities?filter=kind={kind}").get_json()
+    return {e["metadata"]["name"] for e in entities}
+
+
+def test_walkthrough(app):
+    client = app.test_client()
+    assert sync(app)["added"] >= 30
+    all_entities = client.get("/api/catalog/entities").get_json()
+    assert {"Component", "API", "Group", "User", "System", "Domain", "Resource"} <= {
+        e["kind"] for e in all_entities
+    }
+
+    response = client.post("/api/events/http/frobs", json={"type": "add", "id": "ledger"})
+    assert response.status_code == 202
+    ledger = client.get("/api/catalog/entities/by-name/component/default/ledger")
+    assert ledger.status_code == 200
+    assert ledger.get_json()["metadata"]["annotations"]["frobs.example.com/id"] == "ledger"
+    assert "ledger-api" in names(client, "api")
+
+    payments_uid = client.get(
+        "/api/catalog/entities/by-name/component/default/payments"
+    ).get_json()["metadata"]["uid"]
+    client.post("/api/events/http/frobs", json={"type": "modify", "id": "payments"})
+    apis = names(client, "api")
+    assert "payments-api-v2" in apis and "payments-api" not in apis
+    payments = client.get("/api/catalog/entities/by-name/component/default/payments")
+    assert payments.get_json()["metadata"]["uid"] == payments_uid
+    assert payments.get_json()["spec"]["providesApis"] == ["payments-api-v2"]
+
+    client.post("/api/events/http/frobs", json={"type": "delete", "id": "legacy-billing"})
+    gone = client.get("/api/catalog/entities/by-name/component/default/legacy-billing")
+    assert gone.status_code == 404
+    assert gone.get_json()["error"]["name"] == "NotFoundError"
+
+    summary = sync(app)
+    assert summary["removed"] == 3 and summary["added"] == 2
+    assert "ledger" not in names(client, "component")
+    assert "legacy-billing" in names(client, "component")
+
+
+def test_a_sync_after_an_add_of_a_listed_frob_changes_nothing(app):
+    client = app.test_client()
+    sync(app)
+    etag = client.get("/api/catalog/entities/by-name/component/default/cart").get_json()[
+        "metadata"]["etag"]
+    client.post("/api/events/http/frobs", json={"type": "add", "id": "cart"})
+    assert sync(app)["unchanged"] >= 30 and sync(app)["updated"] == 0
+    assert client.get("/api/catalog/entities/by-name/component/default/cart").get_json()[
+        "metadata"]["etag"] == etag
+
+
+FILTERS = {
+    "kind=component": lambda e: e["kind"] == "Component",
+    "KIND=COMPONENT,spec.lifecycle=production": lambda e: e["kind"] == "Component"
+    and e["spec"].get("lifecycle") == "production",
+    "kind=api,kind=system": lambda e: e["kind"] in ("API", "System"),
+    "spec.system": lambda e: "system" in e["spec"],
+    "metadata.tags=python": lambda e: "python" in e["metadata"].get("tags", []),
+    "metadata.tags.python": lambda e: "python" in e["metadata"].get("tags", []),
+    "metadata.annotations.frobs.example.com/id=payments": lambda e: e["metadata"][
+        "annotations"]["frobs.example.com/id"] == "payments",
+}
+
+
+@pytest.mark.parametrize("query, expected", FILTERS.items(), ids=FILTERS.keys())
+def test_filters(app, query, expected):
+    sync(app)
+    client = app.test_client()
+    everything = client.get("/api/catalog/entities").get_json()
+    filtered = client.get(f"/api/catalog/entities?filter={query}").get_json()
+    assert filtered and filtered == [e for e in everything if expected(e)]
+
+
+def test_repeated_filters_are_ored(app):
+    sync(app)
+    client = app.test_client()
+    both = client.get("/api/catalog/entities?filter=kind=user&filter=kind=group").get_json()
+    assert {e["kind"] for e in both} == {"User", "Group"}
+
+
+def test_fields_limit_offset_and_order(app):
+    sync(app)
+    client = app.test_client()
+    page = client.get(
+        "/api/catalog/entities?filter=kind=component&fields=metadata.name,kind"
+        "&order=desc:metadata.name&limit=3&offset=1"
+    ).get_json()
+    every = sorted(names(client, "component"), reverse=True)
+    assert page == [{"kind": "Component", "metadata": {"name": n}} for n in every[1:4]]
+
+
+BAD_QUERIES = {
+    "an empty filter key": "filter==x",
+    "an unknown parameter": "foo=bar",
+    "a bad order": "order=up:metadata.name",
+    "a zero limit": "limit=0",
+    "a negative offset": "offset=-1",
+    "a limit that is not a number": "limit=abc",
+    "an array field": "fields=metadata.tags[0]",
+}
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES.values(), ids=BAD_QUERIES.keys())
+def test_bad_list_queries_get_400(app, query):
+    response = app.test_client().get(f"/api/catalog/entities?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["name"] == "InputError"
+
+
+def test_by_name_is_case_insensitive_and_by_uid_finds_the_same_entity(app):
+    sync(app)
+    client = app.test_client()
+    entity = client.get("/api/catalog/entities/by-name/Component/DEFAULT/Cart").get_json()
+    uid = entity["metadata"]["uid"]
+    assert client.get(f"/api/catalog/entities/by-uid/{uid}").get_json() == entity
+    missing = client.get("/api/catalog/entities/by-uid/nope")
+    assert missing.status_code == 404

@@ -1,0 +1,103 @@
+"""The scheduler: one worker runs the tasks, on schedule, within their timeouts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from datetime import timedelta
+
+from frobs.scheduler import ScheduledTask, Scheduler, TaskSchedule
+
+FAST = TaskSchedule(
+    frequency=timedelta(seconds=1),
+    timeout=timedelta(seconds=5),
+    initial_delay=timedelta(seconds=0),
+)
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_task_runs_after_its_initial_delay_and_then_on_its_frequency(tmp_path):
+    runs = []
+    scheduler = Scheduler(tmp_path / "scheduler.lock")
+    scheduler.add_task("t", FAST, lambda cancelled: runs.append(time.monotonic()))
+    scheduler.start()
+    try:
+        assert wait_for(lambda: len(runs) >= 2)
+    finally:
+        scheduler.stop()
+    assert scheduler.tasks["t"].last_run.outcome == "succeeded"
+
+
+def test_a_run_past_its_timeout_is_abandoned_and_reported(tmp_path):
+    saw_cancel = threading.Event()
+
+    def slow(cancelled: threading.Event) -> dict:
+        cancelled.wait(5)
+        saw_cancel.set()
+        return {"applied": 1}
+
+    task = ScheduledTask(
+        "slow",
+        TaskSchedule(timedelta(hours=1), timedelta(seconds=0.3), timedelta(0)),
+        slow,
+    )
+    run = Scheduler(tmp_path / "lock").run(task)
+
+    assert run.outcome == "timed out"
+    assert saw_cancel.wait(2)
+    time.sleep(0.1)
+    assert run.outcome == "timed out" and run.summary == {}
+
+
+def test_a_failing_task_is_reported_and_the_schedule_goes_on(tmp_path):
+    def broken(cancelled):
+        raise RuntimeError("source down")
+
+    task = ScheduledTask("broken", FAST, broken)
+    run = Scheduler(tmp_path / "lock").run(task)
+    assert run.outcome == "failed" and "source down" in run.error
+
+
+def _run_scheduler(lock_path, log_path, seconds):
+    def record(cancelled):
+        with open(log_path, "a") as log:
+            log.write(f"{os.getpid()}\n")
+
+    scheduler = Scheduler(lock_path)
+    scheduler.add_task("t", FAST, record)
+    scheduler.start()
+    time.sleep(seconds)
+    os._exit(0)
+
+
+def test_only_one_process_runs_the_tasks_and_another_takes_over_when_it_dies(tmp_path):
+    lock, log = tmp_path / "scheduler.lock", tmp_path / "runs.log"
+    context = multiprocessing.get_context("fork")
+    first = context.Process(target=_run_scheduler, args=(lock, log, 3))
+    first.start()
+    assert wait_for(lambda: log.exists())
+    second = context.Process(target=_run_scheduler, args=(lock, log, 12))
+    second.start()
+
+    first.join(10)
+    assert wait_for(
+        lambda: second.pid in {int(p) for p in log.read_text().split()}, seconds=12
+    )
+    second.kill()
+    second.join()
+
+    pids = [int(p) for p in log.read_text().split()]
+    assert set(pids) == {first.pid, second.pid}
+    switch = pids.index(second.pid)
+    assert all(p == first.pid for p in pids[:switch])
+    assert all(p == second.pid for p in pids[switch:])
