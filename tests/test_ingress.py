@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -192,3 +193,15 @@ def test_a_failing_subscriber_does_not_stop_the_others(app):
     assert response.status_code == 202
     assert failures == ["exploding"]
     assert len(app.received) == 2
+
+
+@pytest.mark.parametrize("length", [1024, 1025, 5000])
+def test_a_chunked_body_over_the_limit_is_refused_not_cut_short(client, length):
+    body = b'{"a": "' + b"x" * (length - 9) + b'"}'
+    response = client.post(
+        "/api/events/http/plain",
+        input_stream=io.BytesIO(body),
+        headers={**JSON, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == (202 if length <= 1024 else 413)

@@ -24,7 +24,12 @@ from typing import Any, Callable, Iterable
 from flask import Blueprint, jsonify, request
 from werkzeug.http import parse_options_header
 
-from ..errors import InputError, NotFoundError, UnsupportedMediaTypeError
+from ..errors import (
+    InputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from .body_parsers import BodyParsers
 from .params import EventParams, safe_metadata
 from .service import EventsService
@@ -35,6 +40,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 PayloadCheck = Callable[[Any], None]
+
+_TOO_LARGE = (
+    "The request body is larger than {limit} bytes (events.http.maxBodyBytes); "
+    "send a smaller body or raise the limit"
+)
 
 #: Headers senders use to name a delivery, most specific first.
 DELIVERY_HEADERS = (
@@ -91,8 +101,7 @@ class HttpIngress:
                 f"{', '.join(self.topics) or 'none'} (events.http.topics)"
             )
 
-        request.max_content_length = self.max_body_bytes
-        raw = request.get_data(cache=False)
+        raw = self._read_body()
         media_type, options = self._media_type()
         parser = self.parsers.find(media_type)
         if parser is None:
@@ -119,6 +128,28 @@ class HttpIngress:
         logger.info("Accepted event on topic %s, delivery %s (%d bytes)",
                     topic, delivery_id(headers), len(raw))
         return jsonify({"status": "accepted"}), 202
+
+    def _read_body(self) -> bytes:
+        """The body, read in pieces and refused as soon as it passes the limit.
+
+        The stream is read by hand because a chunked body that passes werkzeug's
+        own limit is cut short silently rather than refused.
+        """
+        limit = self.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLargeError(_TOO_LARGE.format(limit=limit))
+
+        request.max_content_length = limit + 1
+        stream = request.stream
+        chunks, size = [], 0
+        while True:
+            chunk = stream.read(min(64 * 1024, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(_TOO_LARGE.format(limit=limit))
+            chunks.append(chunk)
 
     def _media_type(self) -> tuple[str, dict[str, str]]:
         header = request.headers.get("Content-Type", "").strip()
