@@ -16,6 +16,7 @@ import pytest
 from frobs.catalog.apply import apply_mutation
 from frobs.catalog.file_store import FileStore, file_name_for
 from frobs.catalog.mutation import DeferredEntity, DeltaMutation, FullMutation
+from frobs.catalog.store import StoreCorrupted
 
 
 def component(name: str, description: str = "") -> dict:
@@ -162,3 +163,17 @@ def test_kill_9_mid_write_leaves_whole_files_and_whole_commits(tmp_path):
             assert len(records) == 300
             rounds = {r.entity["metadata"]["description"][200:] for r in records}
             assert len(rounds) == 1, "a commit was applied in part"
+
+
+@pytest.mark.parametrize("content", [b'{"torn', b'{"entities": [{"ref": 1}]}', b"[]"])
+def test_a_damaged_file_is_reported_and_never_written_over(tmp_path, content):
+    store = FileStore(tmp_path)
+    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), "k")]))
+    damaged = tmp_path / "entities" / file_name_for("k")
+    damaged.write_bytes(content)
+
+    with pytest.raises(StoreCorrupted, match="restore it from a backup"):
+        FileStore(tmp_path).snapshot()
+    with pytest.raises(StoreCorrupted):
+        apply_mutation(FileStore(tmp_path), "a", FullMutation([]))
+    assert damaged.read_bytes() == content

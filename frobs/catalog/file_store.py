@@ -44,7 +44,13 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
-from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
+from .store import (
+    CatalogSnapshot,
+    CatalogStore,
+    StoreCorrupted,
+    StoredEntity,
+    StoreTransaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +109,13 @@ class FileStore(CatalogStore):
         for entry in os.scandir(self.entities_dir):
             if not entry.name.endswith(".json") or _TMP_MARK in entry.name:
                 continue
+            try:
+                stamp = _stamp(entry.stat())
+            except FileNotFoundError:
+                continue
             seen.add(entry.name)
-            stat = entry.stat()
             cached = self._files.get(entry.name)
-            if cached is None or cached.stamp != _stamp(stat):
+            if cached is None or cached.stamp != stamp:
                 changed[entry.name] = self._load(entry.name)
         for name in set(self._files) - seen:
             changed[name] = None
@@ -120,10 +129,21 @@ class FileStore(CatalogStore):
                 document = json.loads(handle.read())
         except FileNotFoundError:
             return None
-        records = {}
-        for data in document["entities"]:
-            record = StoredEntity.from_json(data)
-            records[record.ref] = record
+        except ValueError as exc:
+            raise StoreCorrupted(
+                f"store file {self.entities_dir / name} is not valid JSON ({exc}); "
+                "restore it from a backup or remove it and run a full sync"
+            ) from None
+        try:
+            records = {}
+            for data in document["entities"]:
+                record = StoredEntity.from_json(data)
+                records[record.ref] = record
+        except (KeyError, TypeError) as exc:
+            raise StoreCorrupted(
+                f"store file {self.entities_dir / name} is not a catalog file "
+                f"(missing {exc}); restore it from a backup or remove it"
+            ) from None
         return _FileState(stamp, records)
 
     def _install(self, changed: dict[str, _FileState | None]) -> None:

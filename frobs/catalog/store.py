@@ -24,6 +24,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
+from ..errors import ServiceUnavailableError
+
+
+class StoreCorrupted(ServiceUnavailableError):
+    """A stored file that this service did not write whole; nothing is written over it."""
+
 
 @dataclass(frozen=True)
 class StoredEntity:
