@@ -1,0 +1,675 @@
+"""End-to-end tests: the real service under gunicorn, fed by a real Frobs stand-in.
+
+Each test drives ``gunicorn app:app`` (3 workers, loopback only) over HTTP with
+``requests``, the way a Frobs webhook sender and a catalog client would.  The
+Frobs service is played by a local pytest-httpserver whose per-frob documents,
+previous states and full listings each test changes at will; it records every
+path it is asked for, so a test can prove what the service read and what it
+never asked for.
+
+What is pinned (SPEC sections 2-7): add, modify and delete webhooks change the
+catalog as the Frobs contract says, with the location annotations; a scheduled
+full sync removes what left the source and nothing of another location key;
+concurrent events spread over the workers all land; the ingress answers bad
+requests with Backstage's error envelope; an id that is not a DNS label never
+reaches the Frobs service; and the store's files stay whole JSON throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+import yaml
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ID_ANNOTATION = "frobs.example.com/id"
+MANAGED_BY = "backstage.io/managed-by-location"
+MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
+MAX_BODY_BYTES = 65536
+START_TIMEOUT = 20.0
+WORKERS = 3
+HTTP_TIMEOUT = 15.0
+LONG_WAIT = {"hours": 1}
+FROBS_PATH = "/api/events/http/frobs"
+JSON = {"Content-Type": "application/json"}
+
+
+# The Frobs service stand-in
+
+
+class FrobsSource:
+    """Documents per provider env, changeable at any time, and a request log.
+
+    Paths served: ``/<env>/data`` (the full listing), ``/<env>/items/<id>`` and
+    ``/<env>/previous/<id>``.  Anything not set answers 404, as a frob that is
+    gone does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], list[dict]] = {}
+        self._previous: dict[tuple[str, str], list[dict]] = {}
+        self._listings: dict[str, list[dict]] = {}
+        self._requests: list[str] = []
+
+    def set_item(self, env: str, frob_id: str, frobs: list[dict] | None) -> None:
+        with self._lock:
+            _set_or_drop(self._items, (env, frob_id), frobs)
+
+    def set_previous(self, env: str, frob_id: str, frobs: list[dict] | None) -> None:
+        with self._lock:
+            _set_or_drop(self._previous, (env, frob_id), frobs)
+
+    def set_listing(self, env: str, frobs: list[dict] | None) -> None:
+        with self._lock:
+            _set_or_drop(self._listings, env, frobs)
+
+    def requests(self) -> list[str]:
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, path: str) -> int:
+        return self.requests().count(path)
+
+    def handle(self, request: Request) -> Response:
+        with self._lock:
+            self._requests.append(request.path)
+            frobs = self._lookup(request.path)
+        if request.method != "GET" or frobs is None:
+            return _json_response({"message": f"no frob at {request.path}"}, 404)
+        return _json_response({"frobs": frobs}, 200)
+
+    def _lookup(self, path: str) -> list[dict] | None:
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[1] == "data":
+            return self._listings.get(parts[0])
+        if len(parts) == 3 and parts[1] == "items":
+            return self._items.get((parts[0], parts[2]))
+        if len(parts) == 3 and parts[1] == "previous":
+            return self._previous.get((parts[0], parts[2]))
+        return None
+
+
+def _set_or_drop(table: dict, key: Any, value: list[dict] | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
+def _json_response(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def component(frob_id: str, name: str | None = None, **fields: Any) -> dict:
+    frob = {
+        "id": frob_id,
+        "kind": "Component",
+        "type": "service",
+        "lifecycle": "production",
+        "owner": "team-e2e",
+    }
+    if name is not None:
+        frob["name"] = name
+    return {**frob, **fields}
+
+
+def api(frob_id: str, name: str, **fields: Any) -> dict:
+    frob = {
+        "id": frob_id,
+        "name": name,
+        "kind": "API",
+        "type": "openapi",
+        "lifecycle": "production",
+        "owner": "team-e2e",
+        "spec": {"definition": "openapi: 3.0.3\ninfo: {title: e2e, version: 1.0.0}\n"},
+    }
+    return {**frob, **fields}
+
+
+# The service under test
+
+
+_SERVICES: list["Service"] = []
+
+
+@dataclass
+class Service:
+    """A running ``gunicorn app:app`` and a small client for it."""
+
+    base_url: str
+    store_path: Path
+    log_path: Path
+    data_urls: dict[str, str]
+    process: subprocess.Popen = field(repr=False)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._request("POST", path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._request("GET", path, **kwargs)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        # A new connection each time (so requests spread over the workers), and
+        # no proxy from the environment between the tests and the loopback.
+        with requests.Session() as session:
+            session.trust_env = False
+            return session.request(
+                method, self.base_url + path, timeout=HTTP_TIMEOUT, **kwargs
+            )
+
+    def event(
+        self, event_type: str, frob_id: Any, topic: str = "frobs"
+    ) -> requests.Response:
+        return self.post(
+            f"/api/events/http/{topic}", json={"type": event_type, "id": frob_id}
+        )
+
+    def send(self, event_type: str, frob_id: str) -> None:
+        response = self.event(event_type, frob_id)
+        assert response.status_code == 202, self.explain(response)
+        assert response.json() == {"status": "accepted"}
+
+    def entity(self, kind: str, name: str, namespace: str = "default") -> dict | None:
+        response = self.get(
+            f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}"
+        )
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, self.explain(response)
+        return response.json()
+
+    def components(self) -> dict[str, dict]:
+        response = self.get(
+            "/api/catalog/entities", params={"filter": "kind=component"}
+        )
+        assert response.status_code == 200, self.explain(response)
+        return {e["metadata"]["name"]: e for e in response.json()}
+
+    def all_entities(self) -> list[dict]:
+        response = self.get("/api/catalog/entities")
+        assert response.status_code == 200, self.explain(response)
+        return response.json()
+
+    def explain(self, response: requests.Response) -> str:
+        return (
+            f"{response.request.method} {response.url} -> {response.status_code}: "
+            f"{response.text[:500]}"
+        )
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def gunicorn_options() -> list[str]:
+    """Keep newer gunicorns' control socket out of $HOME, where services collide."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+        return ["--no-control-socket"]
+    return []
+
+
+def provider_settings(server: HTTPServer, env: str, schedule: dict) -> dict:
+    base = f"http://127.0.0.1:{server.port}/{env}"
+    return {
+        "dataUrl": f"{base}/data",
+        "itemUrl": f"{base}/items/{{id}}",
+        "previousStateUrl": f"{base}/previous/{{id}}",
+        "schedule": {"timeout": {"seconds": 30}, **schedule},
+    }
+
+
+def write_config(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Path:
+    config = {
+        "events": {"http": {"topics": ["frobs"], "maxBodyBytes": MAX_BODY_BYTES}},
+        "catalog": {
+            "store": {"type": "file", "path": str(folder / "store")},
+            "providers": {
+                "frobs": {
+                    env: provider_settings(server, env, schedule)
+                    for env, schedule in envs.items()
+                }
+            },
+        },
+    }
+    path = folder / "app-config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def service_env(config_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "HOST", "PORT"):
+        env.pop(name, None)
+    for name in list(env):
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+            del env[name]
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["APP_CONFIG"] = str(config_path)
+    env["LOG_LEVEL"] = "INFO"
+    return env
+
+
+def start_service(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Service:
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = write_config(folder, server, envs)
+    port = free_port()
+    log_path = folder / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app", "--workers", str(WORKERS),
+             "--bind", f"127.0.0.1:{port}", *gunicorn_options()],
+            cwd=REPO_ROOT,
+            env=service_env(config_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(
+        base_url=f"http://127.0.0.1:{port}",
+        store_path=folder / "store",
+        log_path=log_path,
+        data_urls={env: provider_settings(server, env, {})["dataUrl"] for env in envs},
+        process=process,
+    )
+    _SERVICES.append(service)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if not service.running():
+            stop_service(service)
+            pytest.fail(f"gunicorn exited at startup:\n{service.log_tail()}")
+        try:
+            if service.get("/api/catalog/entities").status_code == 200:
+                wait_for_workers(service, WORKERS, deadline)
+                return service
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            stop_service(service)
+            pytest.fail(f"gunicorn did not answer in {START_TIMEOUT}s:\n"
+                        f"{service.log_tail()}")
+        time.sleep(0.2)
+
+
+def wait_for_workers(service: Service, count: int, deadline: float) -> None:
+    """Give every worker time to build the app, so requests can spread over them.
+
+    Best effort: the log is read for gunicorn's "Booting worker" line and the
+    ingress's "Registered" line of each worker; if they never show, go on.
+    """
+    while time.monotonic() < deadline:
+        log = service.log_path.read_text(errors="replace")
+        booted = set(re.findall(r"Booting worker with pid: (\d+)", log))
+        ready = set(re.findall(r" (\d+) INFO \S+: Registered /api/events/", log))
+        if len(booted) >= count and booted <= ready:
+            return
+        time.sleep(0.1)
+
+
+def stop_service(service: Service) -> None:
+    if not service.running():
+        return
+    service.process.send_signal(signal.SIGTERM)
+    try:
+        service.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(service.process.pid, signal.SIGKILL)
+        service.process.wait(timeout=5)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting until {what}")
+        time.sleep(0.2)
+
+
+def store_documents(service: Service) -> dict[str, dict]:
+    """Every entity file of the store, parsed; fails on a file that is not JSON."""
+    documents = {}
+    for path in sorted((service.store_path / "entities").glob("*.json")):
+        try:
+            documents[path.name] = json.loads(path.read_bytes())
+        except ValueError as exc:
+            pytest.fail(f"{path} is not whole JSON: {exc}")
+    return documents
+
+
+def assert_error_envelope(
+    response: requests.Response, status: int, method: str, path: str
+) -> dict:
+    assert response.status_code == status, (
+        f"{method} {path}: expected {status}, got {response.status_code}: "
+        f"{response.text[:300]}"
+    )
+    body = response.json()
+    assert set(body) == {"error", "request", "response"}, body
+    assert isinstance(body["error"].get("name"), str) and body["error"]["name"], body
+    assert isinstance(body["error"].get("message"), str), body
+    assert body["error"]["message"], body
+    assert body["request"] == {"method": method, "url": path}, body
+    assert body["response"] == {"statusCode": status}, body
+    return body
+
+
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def source() -> FrobsSource:
+    return FrobsSource()
+
+
+@pytest.fixture(scope="module")
+def frobs_server(source: FrobsSource):
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.expect_request(re.compile(r"^/.*")).respond_with_handler(source.handle)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, frobs_server: HTTPServer):
+    """One service for most tests: envs ``test`` and ``other``, no scheduled sync."""
+    folder = tmp_path_factory.mktemp("service")
+    running = start_service(
+        folder,
+        frobs_server,
+        {
+            "test": {"initialDelay": LONG_WAIT, "frequency": LONG_WAIT},
+            "other": {"initialDelay": LONG_WAIT, "frequency": LONG_WAIT},
+        },
+    )
+    yield running
+    stop_service(running)
+
+
+@pytest.fixture(autouse=True)
+def _service_log_on_failure(request, capsys):
+    """Print the log of the services a failed test used (failure diagnostics)."""
+    failed_before = request.session.testsfailed
+    known_before = len(_SERVICES)
+    yield
+    if request.session.testsfailed == failed_before:
+        return
+    shown = [s for i, s in enumerate(_SERVICES) if i >= known_before or s.running()]
+    with capsys.disabled():
+        for running in shown:
+            print(f"\n--- gunicorn log ({running.log_path}) ---\n{running.log_tail()}")
+
+
+# Tests
+
+
+def test_add_makes_every_entity_of_the_frob_appear_with_its_location(
+    service: Service, source: FrobsSource
+):
+    source.set_item("test", "adder", [component("adder"), api("adder", "adder-api")])
+
+    service.send("add", "adder")
+
+    assert "/test/items/adder" in source.requests()
+    data_url = service.data_urls["test"]
+    for kind, name in (("component", "adder"), ("api", "adder-api")):
+        entity = service.entity(kind, name)
+        assert entity is not None, f"{kind} {name} was not added"
+        assert entity["apiVersion"] == "backstage.io/v1alpha1"
+        annotations = entity["metadata"]["annotations"]
+        assert annotations[ID_ANNOTATION] == "adder"
+        assert annotations[MANAGED_BY] == f"url:{data_url}"
+        assert annotations[MANAGED_BY_ORIGIN] == f"url:{data_url}"
+        assert entity["metadata"]["uid"]
+    assert service.entity("API", "adder-api")["kind"] == "API"
+    assert "adder" in service.components()
+
+
+def test_modify_removes_what_the_previous_state_had_and_the_new_one_lacks(
+    service: Service, source: FrobsSource
+):
+    before = [
+        component("modder", description="first"),
+        api("modder", "modder-api-v1"),
+    ]
+    after = [
+        component("modder", description="second"),
+        api("modder", "modder-api-v2"),
+    ]
+    source.set_item("test", "modder", before)
+    service.send("add", "modder")
+    kept = service.entity("component", "modder")
+    assert kept is not None and service.entity("api", "modder-api-v1") is not None
+
+    source.set_item("test", "modder", after)
+    source.set_previous("test", "modder", before)
+    service.send("modify", "modder")
+
+    assert "/test/previous/modder" in source.requests()
+    updated = service.entity("component", "modder")
+    assert updated is not None, "an entity in both states must not be deleted"
+    assert updated["metadata"]["description"] == "second"
+    assert updated["metadata"]["uid"] == kept["metadata"]["uid"]
+    assert updated["metadata"]["etag"] != kept["metadata"]["etag"]
+    assert service.entity("api", "modder-api-v1") is None
+    new_api = service.entity("api", "modder-api-v2")
+    assert new_api is not None
+    assert new_api["metadata"]["annotations"][ID_ANNOTATION] == "modder"
+
+
+def test_delete_removes_the_frobs_entities_even_when_the_source_says_404(
+    service: Service, source: FrobsSource
+):
+    source.set_item("test", "goner", [component("goner"), api("goner", "goner-api")])
+    source.set_item("other", "bystander", [component("bystander")])
+    service.send("add", "goner")
+    service.send("add", "bystander")
+    assert service.entity("component", "goner") is not None
+    assert service.entity("api", "goner-api") is not None
+    bystander = service.entity("component", "bystander")
+    assert bystander is not None
+    assert bystander["metadata"]["annotations"][MANAGED_BY] == (
+        "url:" + service.data_urls["other"]
+    )
+
+    source.set_item("test", "goner", None)
+    service.send("delete", "goner")
+
+    assert service.entity("component", "goner") is None
+    assert service.entity("api", "goner-api") is None
+    still = service.entity("component", "bystander")
+    assert still is not None, "delete of one frob removed another provider's entity"
+    assert still["metadata"]["uid"] == bystander["metadata"]["uid"]
+
+
+def test_full_sync_removes_what_left_the_source_and_keeps_other_location_keys(
+    tmp_path: Path, frobs_server: HTTPServer, source: FrobsSource
+):
+    source.set_listing("synced", [component("sync-one"), component("sync-two")])
+    source.set_listing("keep", [component("keep-one")])
+    source.set_item("keep", "keep-hook", [component("keep-hook")])
+    running = start_service(
+        tmp_path / "sync-service",
+        frobs_server,
+        {
+            "synced": {"initialDelay": {"seconds": 1}, "frequency": {"seconds": 2}},
+            "keep": {"initialDelay": {"seconds": 1}, "frequency": LONG_WAIT},
+        },
+    )
+    try:
+        first = {"sync-one", "sync-two", "keep-one"}
+        wait_until(lambda: set(running.components()) == first, 20,
+                   f"the catalog holds {sorted(first)}")
+        # keep's only sync has run; this webhook entity is not in its listing.
+        running.send("add", "keep-hook")
+        held = {n: running.entity("component", n) for n in ("keep-one", "keep-hook")}
+        assert all(held.values()), held
+
+        source.set_listing("synced", [component("sync-one", description="resynced")])
+        wait_until(lambda: running.entity("component", "sync-two") is None, 20,
+                   "the scheduled sync removes sync-two")
+        assert running.entity("component", "sync-one")["metadata"].get(
+            "description") == "resynced"
+
+        # Let two more syncs run, so at least one more completes in full.
+        reads = source.count("/synced/data")
+        wait_until(lambda: source.count("/synced/data") >= reads + 2, 20,
+                   "two more scheduled syncs of env synced")
+        assert set(running.components()) == {"sync-one", "keep-one", "keep-hook"}
+        for name, entity in held.items():
+            now = running.entity("component", name)
+            assert now is not None, f"{name} of another location key was removed"
+            assert now["metadata"]["uid"] == entity["metadata"]["uid"]
+        store_documents(running)
+    finally:
+        stop_service(running)
+
+
+def test_fifty_concurrent_adds_spread_over_the_workers_all_land(
+    service: Service, source: FrobsSource
+):
+    ids = [f"burst-{n:02d}" for n in range(50)]
+    for frob_id in ids:
+        source.set_item("test", frob_id, [component(frob_id, description=frob_id)])
+
+    def add(frob_id: str) -> tuple[str, int, str]:
+        response = service.event("add", frob_id)
+        return frob_id, response.status_code, response.text
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(add, ids))
+
+    refused = [a for a in answers if a[1] != 202]
+    assert not refused, refused
+    components = service.components()
+    missing = [i for i in ids if i not in components]
+    assert not missing, f"accepted but not in the catalog: {missing}"
+    for frob_id in ids:
+        entity = service.entity("component", frob_id)
+        assert entity is not None, frob_id
+        assert entity["metadata"]["annotations"][ID_ANNOTATION] == frob_id
+    assert len({components[i]["metadata"]["uid"] for i in ids}) == len(ids)
+    stored = {
+        e["entity"]["metadata"]["name"]
+        for document in store_documents(service).values()
+        for e in document["entities"]
+    }
+    assert set(ids) <= stored
+
+    # The premise: the burst really was served by more than one process.
+    applied = re.findall(
+        r"^\S+ \S+ (\d+) INFO \S+: frobs-test applied add of frob (burst-\d\d):",
+        service.log_path.read_text(errors="replace"),
+        flags=re.MULTILINE,
+    )
+    assert {frob_id for _, frob_id in applied} == set(ids), (
+        "the log no longer says which worker applied each add"
+    )
+    assert len({pid for pid, _ in applied}) >= 2, "one worker served every event"
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status"),
+    [
+        pytest.param("/api/events/http/no-such-topic",
+                     {"json": {"type": "add", "id": "x"}}, 404, id="unknown-topic"),
+        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id":', "headers": JSON},
+                     400, id="malformed-json"),
+        pytest.param(FROBS_PATH, {"data": b"", "headers": JSON}, 400, id="empty-body"),
+        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id": "x"}',
+                                  "headers": {"Content-Type": "text/plain"}},
+                     415, id="text-plain"),
+        pytest.param(FROBS_PATH,
+                     {"data": b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}',
+                      "headers": JSON},
+                     413, id="over-the-size-limit"),
+        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id": "x"}'}, 400,
+                     id="missing-content-type"),
+    ],
+)
+def test_ingress_answers_bad_requests_with_the_error_envelope(
+    service: Service, source: FrobsSource, path: str, kwargs: dict, status: int
+):
+    seen = source.requests()
+    response = service.post(path, **kwargs)
+    assert_error_envelope(response, status, "POST", path)
+    assert source.requests() == seen, "the Frobs service was asked"
+
+
+def test_ingress_refuses_get_with_the_error_envelope(service: Service):
+    response = service.get(FROBS_PATH)
+    assert response.status_code in (404, 405), service.explain(response)
+    assert_error_envelope(response, response.status_code, "GET", FROBS_PATH)
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["x.evil.example/", "../etc", "UPPER", "a" * 64, "", 5, None, "-dash", "a_b"],
+    ids=["host-and-slash", "dot-dot", "upper-case", "64-chars", "empty", "number",
+         "null", "leading-dash", "underscore"],
+)
+def test_an_id_that_is_not_a_dns_label_is_refused_before_any_request(
+    service: Service, source: FrobsSource, bad_id: Any
+):
+    seen = source.requests()
+    for event_type in ("add", "modify", "delete"):
+        response = service.event(event_type, bad_id)
+        body = assert_error_envelope(response, 400, "POST", FROBS_PATH)
+        assert "id" in body["error"]["message"]
+    assert source.requests() == seen, "the Frobs service was asked about a bad id"
+
+
+def test_the_store_files_are_whole_json_after_everything(
+    service: Service, source: FrobsSource
+):
+    source.set_item("test", "last", [component("last")])
+    service.send("add", "last")
+
+    documents = store_documents(service)
+    assert documents, "the store holds no entity file"
+    stored = []
+    for name, document in documents.items():
+        assert isinstance(document.get("entities"), list), name
+        stored += [e["ref"] for e in document["entities"]]
+    assert len(stored) == len(set(stored)), "an entity is stored twice"
+    served = {
+        f"{e['kind']}:{e['metadata']['namespace']}/{e['metadata']['name']}".lower()
+        for e in service.all_entities()
+    }
+    assert served == set(stored)
+    assert not (service.store_path / "journal.json").exists()
