@@ -41,10 +41,11 @@ def all_files_parse(root) -> list:
 ])
 def test_location_keys_never_name_a_path(tmp_path, key):
     name = file_name_for(key)
-    assert "/" not in name and name not in (".", "..") and len(name) < 255
+    assert "/" not in name and name not in (".", "..") and len(name) < 220
     store = FileStore(tmp_path / "store")
     apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), key)]))
-    assert [p.name for p in (tmp_path / "store" / "entities").iterdir()] == [name]
+    (written,) = (tmp_path / "store" / "entities").iterdir()
+    assert written.name.startswith(name + ".") and written.name.endswith(".json")
     assert FileStore(tmp_path / "store").snapshot().get("component:default/x").location_key == key
 
 
@@ -55,6 +56,21 @@ def test_a_commit_by_one_store_is_seen_by_another_on_the_next_snapshot(tmp_path)
     assert reader.snapshot().get("component:default/x") is not None
     apply_mutation(writer, "a", FullMutation([]))
     assert len(reader.snapshot()) == 0
+
+
+def test_superseded_generations_are_ignored_and_cleaned_up(tmp_path):
+    store = FileStore(tmp_path)
+    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x", "old"), "k")]))
+    (old,) = (tmp_path / "entities").iterdir()
+    saved = old.read_bytes()
+    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x", "new"), "k")]))
+    old.write_bytes(saved)  # as if a crash came between the rename and the unlink
+
+    reopened = FileStore(tmp_path)
+
+    assert reopened.snapshot().get("component:default/x").entity["metadata"][
+        "description"] == "new"
+    assert len(list((tmp_path / "entities").iterdir())) == 1
 
 
 def test_a_snapshot_rereads_only_changed_files(tmp_path):
@@ -94,7 +110,7 @@ def test_several_processes_writing_at_once_lose_nothing(tmp_path):
 
 def test_leftover_temporary_files_are_removed_when_the_store_opens(tmp_path):
     FileStore(tmp_path)
-    leftover = tmp_path / "entities" / "k-x.json.tmp-deadbeef"
+    leftover = tmp_path / "entities" / "k-x.00000000000000000001deadbeef.json.tmp-1"
     leftover.write_text('{"torn')
     store = FileStore(tmp_path)
     assert not leftover.exists()
@@ -106,10 +122,11 @@ def test_an_interrupted_multi_file_commit_is_finished_by_the_next_writer(tmp_pat
     apply_mutation(store, "b", DeltaMutation(added=[DeferredEntity(component("x"), None)]))
     # A takeover moves x from the unkeyed file to key "ka": two files change.
     # Simulate a crash after the journal was written and before any file moved.
-    moved = json.loads((tmp_path / "entities" / "_unkeyed.json").read_bytes())
+    (unkeyed,) = (tmp_path / "entities").glob("_unkeyed.*.json")
+    moved = json.loads(unkeyed.read_bytes())
     record = dict(moved["entities"][0], locationKey="ka", source="a")
     journal = {"files": {
-        "_unkeyed.json": None,
+        "_unkeyed": None,
         file_name_for("ka"): {"locationKey": "ka", "entities": [record]},
     }}
     (tmp_path / "journal.json").write_text(json.dumps(journal))
@@ -119,7 +136,7 @@ def test_an_interrupted_multi_file_commit_is_finished_by_the_next_writer(tmp_pat
     assert not (tmp_path / "journal.json").exists()
     stored = recovered.snapshot().get("component:default/x")
     assert (stored.source, stored.location_key) == ("a", "ka")
-    assert not (tmp_path / "entities" / "_unkeyed.json").exists()
+    assert not list((tmp_path / "entities").glob("_unkeyed.*"))
 
 
 WRITER = textwrap.dedent("""
@@ -169,7 +186,7 @@ def test_kill_9_mid_write_leaves_whole_files_and_whole_commits(tmp_path):
 def test_a_damaged_file_is_reported_and_never_written_over(tmp_path, content):
     store = FileStore(tmp_path)
     apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), "k")]))
-    damaged = tmp_path / "entities" / file_name_for("k")
+    (damaged,) = (tmp_path / "entities").glob(file_name_for("k") + ".*.json")
     damaged.write_bytes(content)
 
     with pytest.raises(StoreCorrupted, match="restore it from a backup"):

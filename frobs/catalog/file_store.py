@@ -2,25 +2,30 @@
 
 Layout under ``catalog.store.path``::
 
-    entities/<location key>.json   every entity stored with that location key
-    catalog.lock                   held by whoever writes, across processes
-    journal.json                   present only while a multi-file commit runs
+    entities/<key>.<generation>.json   every entity stored with that location key
+    catalog.lock                       held by whoever writes, across processes
+    journal.json                       present only while a multi-file commit runs
 
-Each file is replaced whole and atomically: written to a temporary file in the
-same folder, fsynced, renamed over the old one, and the folder fsynced.  A
-commit that touches one file needs nothing more.  A commit that touches several
+``<key>`` is the percent-encoded location key (or its SHA-256 when too long), so
+no key can name a path, and the service never writes outside the store folder.
+``<generation>`` is new at every write of that key and never reused: a commit
+writes the next generation (to a temporary file, fsynced, renamed, folder
+fsynced) and then unlinks the previous one.  A reader knows a key changed by its
+name alone, so it can never mistake new content for old, whatever the
+filesystem's timestamp granularity or inode reuse; and it never sees a partial
+file.  Where two generations of a key exist (between the rename and the unlink,
+or after a crash there), the higher one is the truth.
+
+A commit that touches one key needs nothing more.  A commit that touches several
 first writes all their new contents to ``journal.json`` (atomically, the same
-way), then replaces the files, then removes the journal; whoever takes the lock
+way), then writes the keys, then removes the journal; whoever takes the lock
 next finds a leftover journal and finishes it, so a commit is all or nothing even
 after ``kill -9``.
 
 Writers take a thread lock and then ``catalog.lock`` (an ``flock`` through the
 ``filelock`` library, released by the kernel if the holder dies).  Readers take
-no cross-process lock: every file they open is whole, and a per-file cache keyed
-by inode, size and mtime means a snapshot re-reads only the files that changed.
-
-Never writes outside the store folder: file names are the percent-encoded
-location key (or its SHA-256 when too long), so no key can name a path.
+no cross-process lock, and a snapshot re-reads only the keys whose generation
+changed.
 
 Limitation: a reader that scans while a multi-file commit is halfway can see the
 files already replaced and not yet the others; after the commit it sees all.
@@ -34,7 +39,10 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,23 +62,32 @@ from .store import (
 
 logger = logging.getLogger(__name__)
 
-_UNKEYED = "_unkeyed.json"
+_UNKEYED = "_unkeyed"
 _TMP_MARK = ".tmp-"
+_GENERATION = re.compile(r"^(?P<base>.+)\.(?P<generation>\d{20}[0-9a-f]{8})\.json$")
 
 
 def file_name_for(location_key: str | None) -> str:
-    """The file holding a location key's entities; never a path."""
+    """The base name of a location key's files; never a path."""
     if location_key is None:
         return _UNKEYED
     encoded = quote(location_key, safe="-_.~")
     if len(encoded) > 200:
-        return "h-" + hashlib.sha256(location_key.encode()).hexdigest() + ".json"
-    return "k-" + encoded + ".json"
+        return "h-" + hashlib.sha256(location_key.encode()).hexdigest()
+    return "k-" + encoded
+
+
+def _next_generation(previous: str | None) -> str:
+    """Later than ``previous`` and, by its random tail, never used before."""
+    stamp = time.time_ns()
+    if previous is not None:
+        stamp = max(stamp, int(previous[:20]) + 1)
+    return f"{stamp:020d}{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
 class _FileState:
-    stamp: tuple[int, int, int]
+    generation: str
     records: dict[str, StoredEntity]
 
 
@@ -104,31 +121,47 @@ class FileStore(CatalogStore):
             return self._snapshot
 
     def _refresh(self) -> None:
-        seen = set()
-        changed: dict[str, _FileState | None] = {}
-        for entry in os.scandir(self.entities_dir):
-            if not entry.name.endswith(".json") or _TMP_MARK in entry.name:
-                continue
+        # A generation can be unlinked between the scan and the read, when a
+        # writer replaces it: scan again, a few times at most.
+        for _ in range(10):
             try:
-                stamp = _stamp(entry.stat())
+                changed = self._changes()
             except FileNotFoundError:
                 continue
-            seen.add(entry.name)
-            cached = self._files.get(entry.name)
-            if cached is None or cached.stamp != stamp:
-                changed[entry.name] = self._load(entry.name)
-        for name in set(self._files) - seen:
-            changed[name] = None
-        if changed:
-            self._install(changed)
+            if changed:
+                self._install(changed)
+            return
+        raise StoreCorrupted(f"{self.entities_dir} keeps changing while being read")
 
-    def _load(self, name: str) -> _FileState | None:
+    def _changes(self) -> dict[str, "_FileState | None"]:
+        latest = self._latest_generations()
+        changed: dict[str, _FileState | None] = {}
+        for base, generation in latest.items():
+            cached = self._files.get(base)
+            if cached is None or cached.generation != generation:
+                changed[base] = self._load(base, generation)
+        for base in set(self._files) - set(latest):
+            changed[base] = None
+        return changed
+
+    def _latest_generations(self) -> dict[str, str]:
+        latest: dict[str, str] = {}
+        for base, generation in self._generations():
+            if generation > latest.get(base, ""):
+                latest[base] = generation
+        return latest
+
+    def _generations(self) -> Iterator[tuple[str, str]]:
+        for entry in os.scandir(self.entities_dir):
+            match = _GENERATION.match(entry.name)
+            if match and _TMP_MARK not in entry.name:
+                yield match["base"], match["generation"]
+
+    def _load(self, base: str, generation: str) -> _FileState:
+        name = f"{base}.{generation}.json"
         try:
             with open(self.entities_dir / name, "rb") as handle:
-                stamp = _stamp(os.fstat(handle.fileno()))
                 document = json.loads(handle.read())
-        except FileNotFoundError:
-            return None
         except ValueError as exc:
             raise StoreCorrupted(
                 f"store file {self.entities_dir / name} is not valid JSON ({exc}); "
@@ -144,7 +177,7 @@ class FileStore(CatalogStore):
                 f"store file {self.entities_dir / name} is not a catalog file "
                 f"(missing {exc}); restore it from a backup or remove it"
             ) from None
-        return _FileState(stamp, records)
+        return _FileState(generation, records)
 
     def _install(self, changed: dict[str, _FileState | None]) -> None:
         """Swap in new file states; readers keep whatever snapshot they hold."""
@@ -175,11 +208,11 @@ class FileStore(CatalogStore):
     def _commit(self, transaction: "_FileTransaction") -> None:
         contents: dict[str, dict[str, StoredEntity]] = {}
 
-        def file_records(name: str) -> dict[str, StoredEntity]:
-            if name not in contents:
-                state = self._files.get(name)
-                contents[name] = dict(state.records) if state else {}
-            return contents[name]
+        def file_records(base: str) -> dict[str, StoredEntity]:
+            if base not in contents:
+                state = self._files.get(base)
+                contents[base] = dict(state.records) if state else {}
+            return contents[base]
 
         for ref, record in transaction.staged.items():
             old = transaction.base.get(ref)
@@ -189,14 +222,15 @@ class FileStore(CatalogStore):
                 file_records(file_name_for(record.location_key))[ref] = record
 
         documents = {
-            name: _document(records) if records else None
-            for name, records in contents.items()
+            base: _document(records) if records else None
+            for base, records in contents.items()
         }
         if len(documents) > 1:
             journal = {"files": documents}
             _atomic_write(self.journal_path, json.dumps(journal).encode())
-        for name, document in documents.items():
-            self._write_entity_file(name, document)
+        written = {
+            base: self._write_key(base, document) for base, document in documents.items()
+        }
         if len(documents) > 1:
             self.journal_path.unlink()
             _fsync_dir(self.root)
@@ -204,24 +238,22 @@ class FileStore(CatalogStore):
         with self._cache_lock:
             self._install(
                 {
-                    name: self._stamped(name, records) if records else None
-                    for name, records in contents.items()
+                    base: _FileState(written[base], records) if records else None
+                    for base, records in contents.items()
                 }
             )
 
-    def _stamped(self, name: str, records: dict[str, StoredEntity]) -> _FileState:
-        return _FileState(_stamp(os.stat(self.entities_dir / name)), records)
-
-    def _write_entity_file(self, name: str, document: dict | None) -> None:
-        path = self.entities_dir / name
-        if document is None:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            _fsync_dir(self.entities_dir)
-            return
-        _atomic_write(path, _encode(document))
+    def _write_key(self, base: str, document: dict | None) -> str | None:
+        """Write the next generation of a key (or none, to empty it); drop the old."""
+        old = [g for b, g in self._generations() if b == base]
+        generation = None
+        if document is not None:
+            generation = _next_generation(max(old, default=None))
+            _atomic_write(self.entities_dir / f"{base}.{generation}.json", _encode(document))
+        for stale in old:
+            (self.entities_dir / f"{base}.{stale}.json").unlink(missing_ok=True)
+        _fsync_dir(self.entities_dir)
+        return generation
 
     # Recovery, always under the file lock
 
@@ -232,6 +264,11 @@ class FileStore(CatalogStore):
                 if _TMP_MARK in entry.name:
                     logger.info("Removing leftover temporary file %s", entry.path)
                     os.unlink(entry.path)
+        latest = self._latest_generations()
+        for base, generation in list(self._generations()):
+            if generation != latest[base]:
+                logger.info("Removing superseded file %s.%s.json", base, generation)
+                (self.entities_dir / f"{base}.{generation}.json").unlink(missing_ok=True)
 
     def _finish_journal(self) -> None:
         try:
@@ -239,8 +276,8 @@ class FileStore(CatalogStore):
         except FileNotFoundError:
             return
         logger.warning("Finishing a commit interrupted before it completed")
-        for name, document in journal["files"].items():
-            self._write_entity_file(name, document)
+        for base, document in journal["files"].items():
+            self._write_key(base, document)
         self.journal_path.unlink()
         _fsync_dir(self.root)
 
@@ -268,10 +305,6 @@ class _FileTransaction(StoreTransaction):
 
     def delete(self, ref: str) -> None:
         self.staged[ref] = None
-
-
-def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _document(records: dict[str, StoredEntity]) -> dict:
