@@ -124,38 +124,36 @@ def validate_entity(entity: Any) -> list[Problem]:
     return problems
 
 
+API_VERSION_RULE = (
+    "a DNS-subdomain prefix and an alphanumeric version, such as backstage.io/v1alpha1"
+)
+KIND_RULE = "a letter followed by letters and digits, at most 63 characters"
+
+
+def _required(
+    value: Any, field: str, valid: Callable[[Any], bool], rule: str
+) -> list[Problem]:
+    if value is None:
+        return [Problem(field, "is required")]
+    if not valid(value):
+        return [_expected(field, rule, value)]
+    return []
+
+
 def _envelope_problems(entity: dict) -> list[Problem]:
-    problems = []
-    api_version = entity.get("apiVersion")
-    if api_version is None:
-        problems.append(Problem("apiVersion", "is required"))
-    elif not is_api_version(api_version):
-        problems.append(
-            _expected("apiVersion", "a DNS-subdomain prefix and an alphanumeric "
-                      "version, such as backstage.io/v1alpha1", api_version)
-        )
-
-    kind = entity.get("kind")
-    if kind is None:
-        problems.append(Problem("kind", "is required"))
-    elif not is_kind(kind):
-        problems.append(
-            _expected("kind", "a letter followed by letters and digits, at most 63 "
-                      "characters", kind)
-        )
-
+    problems = _required(
+        entity.get("apiVersion"), "apiVersion", is_api_version, API_VERSION_RULE
+    )
+    problems += _required(entity.get("kind"), "kind", is_kind, KIND_RULE)
     if not isinstance(entity.get("metadata"), dict):
         problems.append(Problem("metadata", "is required and must be an object"))
     return problems
 
 
 def _metadata_problems(metadata: dict) -> list[Problem]:
-    problems = []
-    name = metadata.get("name")
-    if name is None:
-        problems.append(Problem("metadata.name", "is required"))
-    elif not is_object_name(name):
-        problems.append(_expected("metadata.name", OBJECT_NAME_RULE, name))
+    problems = _required(
+        metadata.get("name"), "metadata.name", is_object_name, OBJECT_NAME_RULE
+    )
 
     namespace = metadata.get("namespace")
     if namespace is not None and not is_dns_label(namespace):
