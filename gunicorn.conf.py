@@ -20,6 +20,7 @@ def post_worker_init(worker):
     if runtime is not None:
         runtime.start()
 
+
 # The service needs no runtime control socket; without this, newer gunicorns put
 # one in $HOME, where two services on one machine would share it.
 control_socket_disable = True

@@ -94,7 +94,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["frobs"] = runtime
     app.register_blueprint(runtime.ingress.blueprint(), url_prefix="/api/events")
-    app.register_blueprint(CatalogApi(runtime.store).blueprint(), url_prefix="/api/catalog")
+    app.register_blueprint(
+        CatalogApi(runtime.store).blueprint(), url_prefix="/api/catalog"
+    )
     _register_errors(app)
 
     @app.before_request
@@ -112,7 +114,9 @@ def build_runtime(config: Config) -> Runtime:
     )
     store_path = Path(config.get("catalog.store.path", "./data"))
     store = _store(config, store_path)
-    runtime = Runtime(config, events, ingress, store, Scheduler(store_path / "scheduler.lock"))
+    runtime = Runtime(
+        config, events, ingress, store, Scheduler(store_path / "scheduler.lock")
+    )
 
     for topic, router_type in (
         (FROBS_TOPIC, FrobsEventRouter),
@@ -142,8 +146,10 @@ def _store(config: Config, path: Path) -> CatalogStore:
     kind = config.get("catalog.store.type", "file")
     if kind != "file":
         raise ConfigError(
-            [f"{config.source_of('catalog.store.type')}: catalog.store.type: "
-             f"{kind!r} is not available in this version; use 'file'"]
+            [
+                f"{config.source_of('catalog.store.type')}: catalog.store.type: "
+                f"{kind!r} is not available in this version; use 'file'"
+            ]
         )
     return FileStore(path)
 
@@ -159,9 +165,11 @@ def _frobs_providers(config: Config):
             settings.get("previousStateUrl", ""),
         ]
     allow = config.get("backend.reading.allow")
-    hosts = [a["host"] for a in allow] if allow is not None else [
-        h for h in map(template_host, templates) if h
-    ]
+    hosts = (
+        [a["host"] for a in allow]
+        if allow is not None
+        else [h for h in map(template_host, templates) if h]
+    )
     max_bytes = config.get("backend.reading.maxBytes", DEFAULT_MAX_BYTES)
     http = HttpUrlReader(HostAllowList(hosts), max_bytes)
 
@@ -175,7 +183,9 @@ def _frobs_providers(config: Config):
                 env=env,
                 data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
                 item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
-                previous_state_url=settings.get("previousStateUrl", "{itemUrl}/previous-state"),
+                previous_state_url=settings.get(
+                    "previousStateUrl", "{itemUrl}/previous-state"
+                ),
             ),
             reader,
         )
@@ -186,7 +196,8 @@ def _task_schedule(settings: dict) -> TaskSchedule:
     merged = {**DEFAULT_SCHEDULE, **settings}
     frequency = merged["frequency"]
     return TaskSchedule(
-        frequency=frequency["cron"] if isinstance(frequency, dict) and "cron" in frequency
+        frequency=frequency["cron"]
+        if isinstance(frequency, dict) and "cron" in frequency
         else parse_duration(frequency),
         timeout=parse_duration(merged["timeout"]),
         initial_delay=parse_duration(merged["initialDelay"]),
@@ -200,7 +211,9 @@ def _sync_summary(provider: EntityProvider, cancelled) -> dict | None:
 
 def _register_errors(app: Flask) -> None:
     def envelope(name: str, message: str, status: int):
-        body = error_envelope(name, message, status, request.method, request.full_path.rstrip("?"))
+        body = error_envelope(
+            name, message, status, request.method, request.full_path.rstrip("?")
+        )
         return jsonify(body), status
 
     @app.errorhandler(ServiceError)
@@ -212,7 +225,9 @@ def _register_errors(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = "The request body is larger than the limit (events.http.maxBodyBytes)"
+            message = (
+                "The request body is larger than the limit (events.http.maxBodyBytes)"
+            )
         return envelope(_HTTP_ERROR_NAMES.get(status, "Error"), message, status)
 
     @app.errorhandler(Exception)

@@ -392,7 +392,13 @@ def _cron_problems(config: Config, key: str, value: dict) -> list[str]:
     from croniter import croniter
 
     if set(value) != {"cron"} or not isinstance(value["cron"], str):
-        return [f"{_file_of(config, key)}: {key}: write a cron schedule as {{cron: '*/5 * * * *'}}"]
+        return [
+            f"{_file_of(config, key)}: {key}: write a cron schedule as "
+            "{cron: '*/5 * * * *'}"
+        ]
     if not croniter.is_valid(value["cron"]):
-        return [f"{_file_of(config, key)}: {key}: {value['cron']!r} is not a cron expression"]
+        return [
+            f"{_file_of(config, key)}: {key}: "
+            f"{value['cron']!r} is not a cron expression"
+        ]
     return []

@@ -43,7 +43,9 @@ def parse_duration(value: object) -> timedelta:
     elif isinstance(value, dict) and value:
         unknown = set(value) - set(_UNIT_SECONDS)
         if unknown:
-            raise ValueError(f"unknown duration unit {sorted(unknown)[0]!r}; use {FORMS}")
+            raise ValueError(
+                f"unknown duration unit {sorted(unknown)[0]!r}; use {FORMS}"
+            )
         parts = {}
         for unit, amount in value.items():
             if isinstance(amount, bool) or not isinstance(amount, (int, float)):

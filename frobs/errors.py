@@ -59,9 +59,7 @@ class ServiceUnavailableError(ServiceError):
     status = 503
 
 
-def error_envelope(
-    name: str, message: str, status: int, method: str, url: str
-) -> dict:
+def error_envelope(name: str, message: str, status: int, method: str, url: str) -> dict:
     """Backstage's error body: ``{error, request, response}``."""
     return {
         "error": {"name": name, "message": message},

@@ -93,7 +93,9 @@ def template_host(template: str) -> str | None:
 
 
 class HttpUrlReader(UrlReader):
-    def __init__(self, allow: HostAllowList, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, allow: HostAllowList, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.allow = allow
         self.max_bytes = max_bytes
         self.session = requests.Session()
@@ -113,7 +115,9 @@ class HttpUrlReader(UrlReader):
                     stream=True,
                 )
             except requests.RequestException as exc:
-                raise ReadFailed(f"could not reach {_host_of(url)}: {type(exc).__name__}") from exc
+                raise ReadFailed(
+                    f"could not reach {_host_of(url)}: {type(exc).__name__}"
+                ) from exc
 
             with response:
                 if response.is_redirect and "location" in response.headers:

@@ -102,8 +102,11 @@ class Scheduler:
             except Timeout:
                 self._stop.wait(LEADER_RETRY_SECONDS)
                 continue
-            logger.info("Worker %d runs the scheduled tasks: %s", os.getpid(),
-                        ", ".join(self.tasks))
+            logger.info(
+                "Worker %d runs the scheduled tasks: %s",
+                os.getpid(),
+                ", ".join(self.tasks),
+            )
             try:
                 self._lead()
             finally:
@@ -163,11 +166,19 @@ class Scheduler:
         if worker.is_alive():
             cancelled.set()
             run.outcome = "timed out"
-            logger.error("Task %s ran past its timeout of %s and was abandoned",
-                         task.id, task.schedule.timeout)
+            logger.error(
+                "Task %s ran past its timeout of %s and was abandoned",
+                task.id,
+                task.schedule.timeout,
+            )
 
         run.ended_at = datetime.now(timezone.utc)
         task.running = False
-        logger.info("Task %s %s in %.2fs: %s", task.id, run.outcome,
-                    time.monotonic() - began, run.summary or run.error or "")
+        logger.info(
+            "Task %s %s in %.2fs: %s",
+            task.id,
+            run.outcome,
+            time.monotonic() - began,
+            run.summary or run.error or "",
+        )
         return run

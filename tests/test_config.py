@@ -22,8 +22,11 @@ def write(folder: Path, name: str, text: str) -> str:
 def test_default_files_are_the_embedded_config_and_its_local_override(tmp_path):
     (tmp_path / "config").mkdir()
     write(tmp_path / "config", "app-config.yaml", "events:\n  http:\n    topics: [a]\n")
-    write(tmp_path / "config", "app-config.local.yaml",
-          "events:\n  http:\n    maxBodyBytes: 10\n")
+    write(
+        tmp_path / "config",
+        "app-config.local.yaml",
+        "events:\n  http:\n    maxBodyBytes: 10\n",
+    )
 
     config = load_config({}, tmp_path)
 
@@ -32,8 +35,11 @@ def test_default_files_are_the_embedded_config_and_its_local_override(tmp_path):
 
 
 def test_later_files_override_earlier_ones_key_by_key(tmp_path):
-    first = write(tmp_path, "a.yaml", "events:\n  http:\n    topics: [a, b]\n"
-                  "    maxBodyBytes: 5\n")
+    first = write(
+        tmp_path,
+        "a.yaml",
+        "events:\n  http:\n    topics: [a, b]\n    maxBodyBytes: 5\n",
+    )
     second = write(tmp_path, "b.yaml", "events:\n  http:\n    topics: [c]\n")
 
     config = load_config({"APP_CONFIG": f"{first}:{second}"}, tmp_path)
@@ -60,19 +66,27 @@ SUBSTITUTIONS = {
 }
 
 
-@pytest.mark.parametrize("value, environ, expected", SUBSTITUTIONS.values(),
-                         ids=SUBSTITUTIONS.keys())
+@pytest.mark.parametrize(
+    "value, environ, expected", SUBSTITUTIONS.values(), ids=SUBSTITUTIONS.keys()
+)
 def test_substitution(tmp_path, value, environ, expected):
-    path = write(tmp_path, "c.yaml",
-                 f"events:\n  modules:\n    github:\n      webhookSecret: '{value}'\n")
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"events:\n  modules:\n    github:\n      webhookSecret: '{value}'\n",
+    )
     config = load_config({"APP_CONFIG": path, **environ}, tmp_path)
     assert config.get("events.modules.github.webhookSecret") == expected
 
 
 def test_a_substituted_number_becomes_an_integer(tmp_path):
-    path = write(tmp_path, "c.yaml",
-                 "events:\n  http:\n    maxBodyBytes: ${LIMIT:-1024}\n")
-    assert load_config({"APP_CONFIG": path}, tmp_path).get("events.http.maxBodyBytes") == 1024
+    path = write(
+        tmp_path, "c.yaml", "events:\n  http:\n    maxBodyBytes: ${LIMIT:-1024}\n"
+    )
+    assert (
+        load_config({"APP_CONFIG": path}, tmp_path).get("events.http.maxBodyBytes")
+        == 1024
+    )
 
 
 ERRORS = {
@@ -113,7 +127,9 @@ ERRORS = {
     "bad YAML": ("events: [unclosed\n", ["not valid YAML", "c.yaml"]),
     "a top level that is a list": ("- a\n- b\n", ["top level must be a mapping"]),
     "a store type that does not exist": (
-        "catalog:\n  store:\n    type: s3\n", ["catalog.store.type"]),
+        "catalog:\n  store:\n    type: s3\n",
+        ["catalog.store.type"],
+    ),
 }
 
 
@@ -127,9 +143,12 @@ def test_config_error(tmp_path, text, fragments):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    path = write(tmp_path, "c.yaml",
-                 "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n"
-                 "catalog:\n  store:\n    path: ${NOPE}\n")
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n"
+        "catalog:\n  store:\n    path: ${NOPE}\n",
+    )
     with pytest.raises(ConfigError) as raised:
         load_config({"APP_CONFIG": path}, tmp_path)
     assert len(raised.value.problems) == 1  # substitution errors stop before the schema
@@ -157,7 +176,10 @@ DURATIONS = {
     "PT30M": ("PT30M", timedelta(minutes=30)),
     "P1DT2H": ("P1DT2H", timedelta(days=1, hours=2)),
     "PT1.5S": ("PT1.5S", timedelta(seconds=1.5)),
-    "{hours: 1, seconds: 5}": ({"hours": 1, "seconds": 5}, timedelta(hours=1, seconds=5)),
+    "{hours: 1, seconds: 5}": (
+        {"hours": 1, "seconds": 5},
+        timedelta(hours=1, seconds=5),
+    ),
     "{milliseconds: 250}": ({"milliseconds": 250}, timedelta(milliseconds=250)),
 }
 
@@ -167,8 +189,21 @@ def test_duration(value, expected):
     assert parse_duration(value) == expected
 
 
-@pytest.mark.parametrize("value", ["P", "PT", "30M", "1h", {}, {"mins": 3},
-                                   {"minutes": "3"}, {"minutes": -1}, 30, None])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "P",
+        "PT",
+        "30M",
+        "1h",
+        {},
+        {"mins": 3},
+        {"minutes": "3"},
+        {"minutes": -1},
+        30,
+        None,
+    ],
+)
 def test_bad_duration(value):
     with pytest.raises(ValueError):
         parse_duration(value)

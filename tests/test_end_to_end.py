@@ -187,9 +187,7 @@ class Service:
         assert response.json() == {"status": "accepted"}
 
     def entity(self, kind: str, name: str, namespace: str = "default") -> dict | None:
-        response = self.get(
-            f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}"
-        )
+        response = self.get(f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}")
         if response.status_code == 404:
             return None
         assert response.status_code == 200, self.explain(response)
@@ -287,8 +285,17 @@ def start_service(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Se
     log_path = folder / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "app:app", "--workers", str(WORKERS),
-             "--bind", f"127.0.0.1:{port}", *gunicorn_options()],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "app:app",
+                "--workers",
+                str(WORKERS),
+                "--bind",
+                f"127.0.0.1:{port}",
+                *gunicorn_options(),
+            ],
             cwd=REPO_ROOT,
             env=service_env(config_path),
             stdout=log,
@@ -316,8 +323,9 @@ def start_service(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Se
             pass
         if time.monotonic() > deadline:
             stop_service(service)
-            pytest.fail(f"gunicorn did not answer in {START_TIMEOUT}s:\n"
-                        f"{service.log_tail()}")
+            pytest.fail(
+                f"gunicorn did not answer in {START_TIMEOUT}s:\n{service.log_tail()}"
+            )
         time.sleep(0.2)
 
 
@@ -533,23 +541,34 @@ def test_full_sync_removes_what_left_the_source_and_keeps_other_location_keys(
     )
     try:
         first = {"sync-one", "sync-two", "keep-one"}
-        wait_until(lambda: set(running.components()) == first, 20,
-                   f"the catalog holds {sorted(first)}")
+        wait_until(
+            lambda: set(running.components()) == first,
+            20,
+            f"the catalog holds {sorted(first)}",
+        )
         # keep's only sync has run; this webhook entity is not in its listing.
         running.send("add", "keep-hook")
         held = {n: running.entity("component", n) for n in ("keep-one", "keep-hook")}
         assert all(held.values()), held
 
         source.set_listing("synced", [component("sync-one", description="resynced")])
-        wait_until(lambda: running.entity("component", "sync-two") is None, 20,
-                   "the scheduled sync removes sync-two")
-        assert running.entity("component", "sync-one")["metadata"].get(
-            "description") == "resynced"
+        wait_until(
+            lambda: running.entity("component", "sync-two") is None,
+            20,
+            "the scheduled sync removes sync-two",
+        )
+        assert (
+            running.entity("component", "sync-one")["metadata"].get("description")
+            == "resynced"
+        )
 
         # Let two more syncs run, so at least one more completes in full.
         reads = source.count("/synced/data")
-        wait_until(lambda: source.count("/synced/data") >= reads + 2, 20,
-                   "two more scheduled syncs of env synced")
+        wait_until(
+            lambda: source.count("/synced/data") >= reads + 2,
+            20,
+            "two more scheduled syncs of env synced",
+        )
         assert set(running.components()) == {"sync-one", "keep-one", "keep-hook"}
         for name, entity in held.items():
             now = running.entity("component", name)
@@ -606,20 +625,40 @@ def test_fifty_concurrent_adds_spread_over_the_workers_all_land(
 @pytest.mark.parametrize(
     ("path", "kwargs", "status"),
     [
-        pytest.param("/api/events/http/no-such-topic",
-                     {"json": {"type": "add", "id": "x"}}, 404, id="unknown-topic"),
-        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id":', "headers": JSON},
-                     400, id="malformed-json"),
+        pytest.param(
+            "/api/events/http/no-such-topic",
+            {"json": {"type": "add", "id": "x"}},
+            404,
+            id="unknown-topic",
+        ),
+        pytest.param(
+            FROBS_PATH,
+            {"data": b'{"type": "add", "id":', "headers": JSON},
+            400,
+            id="malformed-json",
+        ),
         pytest.param(FROBS_PATH, {"data": b"", "headers": JSON}, 400, id="empty-body"),
-        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id": "x"}',
-                                  "headers": {"Content-Type": "text/plain"}},
-                     415, id="text-plain"),
-        pytest.param(FROBS_PATH,
-                     {"data": b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}',
-                      "headers": JSON},
-                     413, id="over-the-size-limit"),
-        pytest.param(FROBS_PATH, {"data": b'{"type": "add", "id": "x"}'}, 400,
-                     id="missing-content-type"),
+        pytest.param(
+            FROBS_PATH,
+            {
+                "data": b'{"type": "add", "id": "x"}',
+                "headers": {"Content-Type": "text/plain"},
+            },
+            415,
+            id="text-plain",
+        ),
+        pytest.param(
+            FROBS_PATH,
+            {"data": b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}', "headers": JSON},
+            413,
+            id="over-the-size-limit",
+        ),
+        pytest.param(
+            FROBS_PATH,
+            {"data": b'{"type": "add", "id": "x"}'},
+            400,
+            id="missing-content-type",
+        ),
     ],
 )
 def test_ingress_answers_bad_requests_with_the_error_envelope(
@@ -640,8 +679,17 @@ def test_ingress_refuses_get_with_the_error_envelope(service: Service):
 @pytest.mark.parametrize(
     "bad_id",
     ["x.evil.example/", "../etc", "UPPER", "a" * 64, "", 5, None, "-dash", "a_b"],
-    ids=["host-and-slash", "dot-dot", "upper-case", "64-chars", "empty", "number",
-         "null", "leading-dash", "underscore"],
+    ids=[
+        "host-and-slash",
+        "dot-dot",
+        "upper-case",
+        "64-chars",
+        "empty",
+        "number",
+        "null",
+        "leading-dash",
+        "underscore",
+    ],
 )
 def test_an_id_that_is_not_a_dns_label_is_refused_before_any_request(
     service: Service, source: FrobsSource, bad_id: Any

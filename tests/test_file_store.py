@@ -35,10 +35,19 @@ def all_files_parse(root) -> list:
     return documents
 
 
-@pytest.mark.parametrize("key", [
-    "frobs-provider:dev", "../../etc/passwd", "/absolute", "url:https://x/y?z=1",
-    "a" * 500, "..", ".", "with space and ünïcode",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "frobs-provider:dev",
+        "../../etc/passwd",
+        "/absolute",
+        "url:https://x/y?z=1",
+        "a" * 500,
+        "..",
+        ".",
+        "with space and ünïcode",
+    ],
+)
 def test_location_keys_never_name_a_path(tmp_path, key):
     name = file_name_for(key)
     assert "/" not in name and name not in (".", "..") and len(name) < 220
@@ -46,7 +55,10 @@ def test_location_keys_never_name_a_path(tmp_path, key):
     apply_mutation(store, "a", FullMutation([DeferredEntity(component("x"), key)]))
     (written,) = (tmp_path / "store" / "entities").iterdir()
     assert written.name.startswith(name + ".") and written.name.endswith(".json")
-    assert FileStore(tmp_path / "store").snapshot().get("component:default/x").location_key == key
+    assert (
+        FileStore(tmp_path / "store").snapshot().get("component:default/x").location_key
+        == key
+    )
 
 
 def test_a_commit_by_one_store_is_seen_by_another_on_the_next_snapshot(tmp_path):
@@ -60,16 +72,22 @@ def test_a_commit_by_one_store_is_seen_by_another_on_the_next_snapshot(tmp_path)
 
 def test_superseded_generations_are_ignored_and_cleaned_up(tmp_path):
     store = FileStore(tmp_path)
-    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x", "old"), "k")]))
+    apply_mutation(
+        store, "a", FullMutation([DeferredEntity(component("x", "old"), "k")])
+    )
     (old,) = (tmp_path / "entities").iterdir()
     saved = old.read_bytes()
-    apply_mutation(store, "a", FullMutation([DeferredEntity(component("x", "new"), "k")]))
+    apply_mutation(
+        store, "a", FullMutation([DeferredEntity(component("x", "new"), "k")])
+    )
     old.write_bytes(saved)  # as if a crash came between the rename and the unlink
 
     reopened = FileStore(tmp_path)
 
-    assert reopened.snapshot().get("component:default/x").entity["metadata"][
-        "description"] == "new"
+    assert (
+        reopened.snapshot().get("component:default/x").entity["metadata"]["description"]
+        == "new"
+    )
     assert len(list((tmp_path / "entities").iterdir())) == 1
 
 
@@ -79,7 +97,9 @@ def test_a_snapshot_rereads_only_changed_files(tmp_path):
     apply_mutation(store, "b", FullMutation([DeferredEntity(component("y"), "kb")]))
     reader = FileStore(tmp_path)
     first = reader.snapshot()
-    apply_mutation(store, "b", FullMutation([DeferredEntity(component("y", "v2"), "kb")]))
+    apply_mutation(
+        store, "b", FullMutation([DeferredEntity(component("y", "v2"), "kb")])
+    )
     second = reader.snapshot()
     assert second.get("component:default/x") is first.get("component:default/x")
     assert second.get("component:default/y") is not first.get("component:default/y")
@@ -89,7 +109,8 @@ def _add_many(path, worker: int, count: int) -> None:
     store = FileStore(path)
     for i in range(count):
         apply_mutation(
-            store, "events",
+            store,
+            "events",
             DeltaMutation(added=[DeferredEntity(component(f"w{worker}-{i}"), "k")]),
         )
 
@@ -97,7 +118,9 @@ def _add_many(path, worker: int, count: int) -> None:
 def test_several_processes_writing_at_once_lose_nothing(tmp_path):
     FileStore(tmp_path)
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_add_many, args=(tmp_path, w, 25)) for w in range(4)]
+    processes = [
+        context.Process(target=_add_many, args=(tmp_path, w, 25)) for w in range(4)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -119,16 +142,20 @@ def test_leftover_temporary_files_are_removed_when_the_store_opens(tmp_path):
 
 def test_an_interrupted_multi_file_commit_is_finished_by_the_next_writer(tmp_path):
     store = FileStore(tmp_path)
-    apply_mutation(store, "b", DeltaMutation(added=[DeferredEntity(component("x"), None)]))
+    apply_mutation(
+        store, "b", DeltaMutation(added=[DeferredEntity(component("x"), None)])
+    )
     # A takeover moves x from the unkeyed file to key "ka": two files change.
     # Simulate a crash after the journal was written and before any file moved.
     (unkeyed,) = (tmp_path / "entities").glob("_unkeyed.*.json")
     moved = json.loads(unkeyed.read_bytes())
     record = dict(moved["entities"][0], locationKey="ka", source="a")
-    journal = {"files": {
-        "_unkeyed": None,
-        file_name_for("ka"): {"locationKey": "ka", "entities": [record]},
-    }}
+    journal = {
+        "files": {
+            "_unkeyed": None,
+            file_name_for("ka"): {"locationKey": "ka", "entities": [record]},
+        }
+    }
     (tmp_path / "journal.json").write_text(json.dumps(journal))
 
     recovered = FileStore(tmp_path)

@@ -36,12 +36,22 @@ def test_a_minimal_frob_becomes_a_component_named_after_its_id():
 
 def test_every_field_lands_where_the_contract_says():
     frob = {
-        "id": "pay", "name": "payments-api", "kind": "API", "namespace": "money",
-        "title": "Payments", "description": "Moves money", "tags": ["rest"],
-        "links": [{"url": "https://x.example.com"}], "labels": {"tier": "one"},
+        "id": "pay",
+        "name": "payments-api",
+        "kind": "API",
+        "namespace": "money",
+        "title": "Payments",
+        "description": "Moves money",
+        "tags": ["rest"],
+        "links": [{"url": "https://x.example.com"}],
+        "labels": {"tier": "one"},
         "annotations": {"example.com/a": "b"},
-        "type": "openapi", "lifecycle": "production", "owner": "team-a",
-        "system": "checkout", "dependsOn": ["resource:db"], "providesApis": ["x"],
+        "type": "openapi",
+        "lifecycle": "production",
+        "owner": "team-a",
+        "system": "checkout",
+        "dependsOn": ["resource:db"],
+        "providesApis": ["x"],
         "consumesApis": ["y"],
         "spec": {"definition": "openapi: 3.0.0", "type": "overridden"},
         "unknown": "ignored",
@@ -55,9 +65,14 @@ def test_every_field_lands_where_the_contract_says():
     assert metadata["annotations"]["example.com/a"] == "b"
     assert metadata["annotations"][ID_ANNOTATION] == "pay"
     assert entity["spec"] == {
-        "definition": "openapi: 3.0.0", "type": "openapi", "lifecycle": "production",
-        "owner": "team-a", "system": "checkout", "dependsOn": ["resource:db"],
-        "providesApis": ["x"], "consumesApis": ["y"],
+        "definition": "openapi: 3.0.0",
+        "type": "openapi",
+        "lifecycle": "production",
+        "owner": "team-a",
+        "system": "checkout",
+        "dependsOn": ["resource:db"],
+        "providesApis": ["x"],
+        "consumesApis": ["y"],
     }
     assert "unknown" not in entity and "unknown" not in metadata
 
@@ -69,7 +84,9 @@ def test_a_frob_cannot_override_the_annotations_the_service_sets():
 
 
 def test_a_null_name_means_the_id():
-    assert entity_from_frob({"id": "a", "name": None}, ORIGIN)["metadata"]["name"] == "a"
+    assert (
+        entity_from_frob({"id": "a", "name": None}, ORIGIN)["metadata"]["name"] == "a"
+    )
 
 
 BAD_FROBS = {
@@ -89,8 +106,9 @@ def test_a_frob_that_breaks_the_contract_names_the_rule(frob, rule):
         entity_from_frob(frob, ORIGIN)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"frobs": {}}', b'{"items": []}',
-                                 b"\xff"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"[]", b'{"frobs": {}}', b'{"items": []}', b"\xff"]
+)
 def test_a_document_that_is_not_a_frobs_document_is_refused(raw):
     with pytest.raises(FrobError):
         parse_document(raw, "file:x.json")

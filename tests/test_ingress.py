@@ -22,8 +22,14 @@ def app(tmp_path):
     app = create_app(load_config({"APP_CONFIG": str(path)}, tmp_path))
     runtime = app.extensions["frobs"]
     app.received = []
-    for topic in ("plain", "frobs.add", "frobs.other", "github.push",
-                  "gitlab.merge_request", "gitlab.project_create"):
+    for topic in (
+        "plain",
+        "frobs.add",
+        "frobs.other",
+        "github.push",
+        "gitlab.merge_request",
+        "gitlab.project_create",
+    ):
         runtime.events.subscribe(f"recorder-{topic}", [topic], app.received.append)
     return app
 
@@ -38,11 +44,17 @@ JSON = {"Content-Type": "application/json"}
 STATUSES = {
     "accepted": ("/api/events/http/plain", b'{"a": 1}', JSON, 202),
     "accepted with a charset": (
-        "/api/events/http/plain", b'{"a": 1}',
-        {"Content-Type": "application/json; charset=utf-8"}, 202),
+        "/api/events/http/plain",
+        b'{"a": 1}',
+        {"Content-Type": "application/json; charset=utf-8"},
+        202,
+    ),
     "accepted as a +json type": (
-        "/api/events/http/plain", b'{"a": 1}',
-        {"Content-Type": "application/cloudevents+json"}, 202),
+        "/api/events/http/plain",
+        b'{"a": 1}',
+        {"Content-Type": "application/cloudevents+json"},
+        202,
+    ),
     "a JSON array is a payload too": ("/api/events/http/plain", b"[1, 2]", JSON, 202),
     "unknown topic": ("/api/events/http/nope", b"{}", JSON, 404),
     "topic with a path": ("/api/events/http/plain/../frobs", b"{}", JSON, 404),
@@ -52,34 +64,74 @@ STATUSES = {
     "NaN is not JSON": ("/api/events/http/plain", b'{"a": NaN}', JSON, 400),
     "invalid UTF-8": ("/api/events/http/plain", b'{"a": "\xff"}', JSON, 400),
     "missing content type": ("/api/events/http/plain", b"{}", {}, 400),
-    "text/plain": ("/api/events/http/plain", b"{}", {"Content-Type": "text/plain"}, 415),
+    "text/plain": (
+        "/api/events/http/plain",
+        b"{}",
+        {"Content-Type": "text/plain"},
+        415,
+    ),
     "form encoded": (
-        "/api/events/http/plain", b"a=1",
-        {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        "/api/events/http/plain",
+        b"a=1",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+    ),
     "unknown charset": (
-        "/api/events/http/plain", b"{}",
-        {"Content-Type": "application/json; charset=klingon"}, 415),
-    "over the limit": ("/api/events/http/plain", b'{"a": "' + b"x" * 2000 + b'"}',
-                       JSON, 413),
+        "/api/events/http/plain",
+        b"{}",
+        {"Content-Type": "application/json; charset=klingon"},
+        415,
+    ),
+    "over the limit": (
+        "/api/events/http/plain",
+        b'{"a": "' + b"x" * 2000 + b'"}',
+        JSON,
+        413,
+    ),
     "frobs body not an object": ("/api/events/http/frobs", b"[]", JSON, 400),
     "frobs without a type": ("/api/events/http/frobs", b'{"id": "a"}', JSON, 400),
     "frobs id with a dot and slash": (
-        "/api/events/http/frobs", b'{"type": "add", "id": "x.evil.example/"}', JSON, 400),
+        "/api/events/http/frobs",
+        b'{"type": "add", "id": "x.evil.example/"}',
+        JSON,
+        400,
+    ),
     "frobs id going up": (
-        "/api/events/http/frobs", b'{"type": "add", "id": "../etc"}', JSON, 400),
+        "/api/events/http/frobs",
+        b'{"type": "add", "id": "../etc"}',
+        JSON,
+        400,
+    ),
     "frobs id upper case": (
-        "/api/events/http/frobs", b'{"type": "add", "id": "Frob"}', JSON, 400),
+        "/api/events/http/frobs",
+        b'{"type": "add", "id": "Frob"}',
+        JSON,
+        400,
+    ),
     "frobs id too long": (
         "/api/events/http/frobs",
-        json.dumps({"type": "add", "id": "a" * 64}).encode(), JSON, 400),
-    "frobs id a number": ("/api/events/http/frobs", b'{"type": "add", "id": 5}', JSON, 400),
+        json.dumps({"type": "add", "id": "a" * 64}).encode(),
+        JSON,
+        400,
+    ),
+    "frobs id a number": (
+        "/api/events/http/frobs",
+        b'{"type": "add", "id": 5}',
+        JSON,
+        400,
+    ),
     "frobs with an unknown type is accepted": (
-        "/api/events/http/frobs", b'{"type": "explode", "id": "a"}', JSON, 202),
+        "/api/events/http/frobs",
+        b'{"type": "explode", "id": "a"}',
+        JSON,
+        202,
+    ),
 }
 
 
-@pytest.mark.parametrize("path, body, headers, status", STATUSES.values(),
-                         ids=STATUSES.keys())
+@pytest.mark.parametrize(
+    "path, body, headers, status", STATUSES.values(), ids=STATUSES.keys()
+)
 def test_ingress_status(client, path, body, headers, status):
     response = client.post(path, data=body, headers=headers)
     assert response.status_code == status
@@ -103,14 +155,19 @@ def test_messages_say_what_is_wrong(client):
     assert "not valid JSON" in truncated.get_json()["error"]["message"]
     unknown = client.post("/api/events/http/nope", data=b"{}", headers=JSON)
     assert "events.http.topics" in unknown.get_json()["error"]["message"]
-    bad_id = client.post("/api/events/http/frobs",
-                         data=b'{"type": "add", "id": "x.evil.example/"}', headers=JSON)
+    bad_id = client.post(
+        "/api/events/http/frobs",
+        data=b'{"type": "add", "id": "x.evil.example/"}',
+        headers=JSON,
+    )
     assert "DNS label" in bad_id.get_json()["error"]["message"]
 
 
 def test_nothing_is_published_for_a_refused_request(app, client):
     client.post("/api/events/http/plain", data=b'{"a": ', headers=JSON)
-    client.post("/api/events/http/frobs", data=b'{"type": "add", "id": "A"}', headers=JSON)
+    client.post(
+        "/api/events/http/frobs", data=b'{"type": "add", "id": "A"}', headers=JSON
+    )
     assert app.received == []
 
 
@@ -131,27 +188,47 @@ def test_metadata_has_lower_cased_headers_and_no_credentials(app, client):
     (event,) = app.received
     assert event.metadata["x-custom-thing"] == "kept"
     assert "secret" not in json.dumps(dict(event.metadata))
-    assert not {"authorization", "cookie", "x-hub-signature-256", "x-gitlab-token",
-                "webhook-signature"} & set(event.metadata)
+    assert not {
+        "authorization",
+        "cookie",
+        "x-hub-signature-256",
+        "x-gitlab-token",
+        "webhook-signature",
+    } & set(event.metadata)
 
 
 ROUTES = {
-    "frobs by payload type": (
-        "frobs", {"type": "add", "id": "a"}, {}, "frobs.add"),
+    "frobs by payload type": ("frobs", {"type": "add", "id": "a"}, {}, "frobs.add"),
     "github by header": (
-        "github", {"ref": "refs/heads/main"}, {"X-GitHub-Event": "push"}, "github.push"),
+        "github",
+        {"ref": "refs/heads/main"},
+        {"X-GitHub-Event": "push"},
+        "github.push",
+    ),
     "gitlab by object_kind": (
-        "gitlab", {"object_kind": "merge_request"}, {}, "gitlab.merge_request"),
+        "gitlab",
+        {"object_kind": "merge_request"},
+        {},
+        "gitlab.merge_request",
+    ),
     "gitlab system hook by event_name": (
-        "gitlab", {"event_name": "project_create"}, {}, "gitlab.project_create"),
+        "gitlab",
+        {"event_name": "project_create"},
+        {},
+        "gitlab.project_create",
+    ),
 }
 
 
-@pytest.mark.parametrize("topic, payload, headers, destination", ROUTES.values(),
-                         ids=ROUTES.keys())
+@pytest.mark.parametrize(
+    "topic, payload, headers, destination", ROUTES.values(), ids=ROUTES.keys()
+)
 def test_routing(app, client, topic, payload, headers, destination):
-    response = client.post(f"/api/events/http/{topic}", data=json.dumps(payload),
-                           headers={**JSON, **headers})
+    response = client.post(
+        f"/api/events/http/{topic}",
+        data=json.dumps(payload),
+        headers={**JSON, **headers},
+    )
     assert response.status_code == 202
     (event,) = app.received
     assert event.topic == destination
@@ -161,16 +238,26 @@ def test_routing(app, client, topic, payload, headers, destination):
 UNROUTED = {
     "github without the event header": ("github", {"a": 1}, {}),
     "github with a header that is not a topic name": (
-        "github", {"a": 1}, {"X-GitHub-Event": "push/../x"}),
+        "github",
+        {"a": 1},
+        {"X-GitHub-Event": "push/../x"},
+    ),
     "gitlab without a kind": ("gitlab", {"a": 1}, {}),
     "gitlab with a non-string kind": ("gitlab", {"object_kind": 3}, {}),
 }
 
 
-@pytest.mark.parametrize("topic, payload, headers", UNROUTED.values(), ids=UNROUTED.keys())
-def test_event_without_a_sub_topic_is_not_republished(app, client, topic, payload, headers):
-    response = client.post(f"/api/events/http/{topic}", data=json.dumps(payload),
-                           headers={**JSON, **headers})
+@pytest.mark.parametrize(
+    "topic, payload, headers", UNROUTED.values(), ids=UNROUTED.keys()
+)
+def test_event_without_a_sub_topic_is_not_republished(
+    app, client, topic, payload, headers
+):
+    response = client.post(
+        f"/api/events/http/{topic}",
+        data=json.dumps(payload),
+        headers={**JSON, **headers},
+    )
     assert response.status_code == 202
     assert app.received == []
     routers = app.extensions["frobs"].routers
@@ -188,7 +275,9 @@ def test_a_failing_subscriber_does_not_stop_the_others(app):
     runtime.events.subscribe("exploding", ["plain"], explode)
     runtime.events.subscribe("after", ["plain"], app.received.append)
 
-    response = app.test_client().post("/api/events/http/plain", data=b"{}", headers=JSON)
+    response = app.test_client().post(
+        "/api/events/http/plain", data=b"{}", headers=JSON
+    )
 
     assert response.status_code == 202
     assert failures == ["exploding"]

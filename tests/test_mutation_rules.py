@@ -8,10 +8,14 @@ from frobs.catalog.apply import _stored, apply_mutation
 from frobs.catalog.file_store import FileStore
 from frobs.catalog.mutation import (
     DeferredEntity as D,
+)
+from frobs.catalog.mutation import (
     DeltaMutation,
-    EntityRefRemoval as R,
     FullMutation,
     Outcome,
+)
+from frobs.catalog.mutation import (
+    EntityRefRemoval as R,
 )
 
 
@@ -80,9 +84,19 @@ CASES = {
     ),
     "delta upserts added and removes removed": (
         [
-            ("a", DeltaMutation(added=[D(component("one"), "ka"), D(component("two"), "ka")])),
-            ("a", DeltaMutation(added=[D(component("one", "new"), "ka")],
-                                removed=[D(component("two"), "ka")])),
+            (
+                "a",
+                DeltaMutation(
+                    added=[D(component("one"), "ka"), D(component("two"), "ka")]
+                ),
+            ),
+            (
+                "a",
+                DeltaMutation(
+                    added=[D(component("one", "new"), "ka")],
+                    removed=[D(component("two"), "ka")],
+                ),
+            ),
         ],
         {"component:default/one": "updated", "component:default/two": "removed"},
         {"component:default/one": ("a", "ka")},
@@ -97,9 +111,21 @@ CASES = {
     ),
     "delta removal with or without a location key": (
         [
-            ("a", DeltaMutation(added=[D(component("one"), "ka"), D(component("two"), "ka")])),
-            ("a", DeltaMutation(removed=[R("component:default/one", "ka"),
-                                         R("component:default/two")])),
+            (
+                "a",
+                DeltaMutation(
+                    added=[D(component("one"), "ka"), D(component("two"), "ka")]
+                ),
+            ),
+            (
+                "a",
+                DeltaMutation(
+                    removed=[
+                        R("component:default/one", "ka"),
+                        R("component:default/two"),
+                    ]
+                ),
+            ),
         ],
         {"component:default/one": "removed", "component:default/two": "removed"},
         {},
@@ -107,8 +133,13 @@ CASES = {
     "an entity both added and removed in one delta is kept, updated": (
         [
             ("a", DeltaMutation(added=[D(component("one"), "ka")])),
-            ("a", DeltaMutation(added=[D(component("one", "v2"), "ka")],
-                                removed=[R("component:default/one")])),
+            (
+                "a",
+                DeltaMutation(
+                    added=[D(component("one", "v2"), "ka")],
+                    removed=[R("component:default/one")],
+                ),
+            ),
         ],
         {"component:default/one": "updated"},
         {"component:default/one": ("a", "ka")},
@@ -154,13 +185,29 @@ CASES = {
         {"component:default/same": ("a", "k")},
     ),
     "a ref named twice in one mutation: the first applies, the later is invalid": (
-        [("a", FullMutation([D(component("twice", "first"), "ka"),
-                             D(component("Twice", "second"), "ka")]))],
+        [
+            (
+                "a",
+                FullMutation(
+                    [
+                        D(component("twice", "first"), "ka"),
+                        D(component("Twice", "second"), "ka"),
+                    ]
+                ),
+            )
+        ],
         {"component:default/twice": "added+invalid"},
         {"component:default/twice": ("a", "ka")},
     ),
     "an invalid entity is refused alone and its siblings apply": (
-        [("a", FullMutation([D(component("good"), "ka"), D(component("bad name"), "ka")]))],
+        [
+            (
+                "a",
+                FullMutation(
+                    [D(component("good"), "ka"), D(component("bad name"), "ka")]
+                ),
+            )
+        ],
         {"component:default/good": "added", "component:default/bad name": "invalid"},
         {"component:default/good": ("a", "ka")},
     ),
@@ -192,8 +239,16 @@ def test_mutation_rule(store, steps, expected, catalog):
 
 
 def test_first_of_a_duplicated_ref_is_the_one_stored(store):
-    apply_mutation(store, "a", FullMutation([D(component("twice", "first"), "ka"),
-                                             D(component("twice", "second"), "ka")]))
+    apply_mutation(
+        store,
+        "a",
+        FullMutation(
+            [
+                D(component("twice", "first"), "ka"),
+                D(component("twice", "second"), "ka"),
+            ]
+        ),
+    )
     stored = store.snapshot().get("component:default/twice")
     assert stored.entity["metadata"]["description"] == "first"
 
@@ -237,7 +292,9 @@ def test_stored_entity_keeps_its_spelling_and_gets_the_default_namespace(store):
 
 def test_conflict_names_the_key_that_holds_the_entity(store, caplog):
     apply_mutation(store, "b", DeltaMutation(added=[D(component("shared"), "kb")]))
-    result = apply_mutation(store, "a", DeltaMutation(added=[D(component("shared"), "ka")]))
+    result = apply_mutation(
+        store, "a", DeltaMutation(added=[D(component("shared"), "ka")])
+    )
     (conflict,) = result.of(Outcome.CONFLICT)
     assert conflict.held_by == "kb"
     assert "kb" in caplog.text and "ka" in caplog.text
@@ -253,6 +310,8 @@ def test_invalid_result_names_the_field_and_rule(store):
 def test_a_failed_transaction_writes_nothing(store):
     with pytest.raises(RuntimeError):
         with store.transaction() as transaction:
-            transaction.put(_stored("component:default/x", component("x"), "k", "a", "u"))
+            transaction.put(
+                _stored("component:default/x", component("x"), "k", "a", "u")
+            )
             raise RuntimeError("boom")
     assert len(store.snapshot()) == 0

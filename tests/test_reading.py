@@ -1,4 +1,4 @@
-"""URL reading: allowed hosts, redirects, size caps, and file: URLs kept in their folder."""
+"""URL reading: allowed hosts, redirects, size caps, file: URLs kept in their folder."""
 
 from __future__ import annotations
 
@@ -24,11 +24,18 @@ HOSTS = {
     "wildcard needs a subdomain": ("*.example.com", "https://example.com/x", False),
     "label wildcard": ("frobs-*.example.com", "https://frobs-abc.example.com/", True),
     "label wildcard stays in its label": (
-        "frobs-*.example.com", "https://frobs-a.evil.example.com/", False),
+        "frobs-*.example.com",
+        "https://frobs-a.evil.example.com/",
+        False,
+    ),
     "host with port": ("127.0.0.1:8080", "http://127.0.0.1:8080/a", True),
     "host with another port": ("127.0.0.1:8080", "http://127.0.0.1:9090/a", False),
     "host without port allows any port": ("localhost", "http://localhost:9/a", True),
-    "userinfo does not fool it": ("example.com", "https://example.com@evil.com/", False),
+    "userinfo does not fool it": (
+        "example.com",
+        "https://example.com@evil.com/",
+        False,
+    ),
     "case-insensitive": ("Example.COM", "https://EXAMPLE.com/", True),
 }
 
@@ -90,7 +97,9 @@ def test_file_over_the_size_cap_is_refused(folder):
 
 @pytest.fixture
 def reader(httpserver):
-    return HttpUrlReader(HostAllowList([f"{httpserver.host}:{httpserver.port}"]), max_bytes=1000)
+    return HttpUrlReader(
+        HostAllowList([f"{httpserver.host}:{httpserver.port}"]), max_bytes=1000
+    )
 
 
 def test_http_read(httpserver, reader):
@@ -112,14 +121,16 @@ def test_http_500_is_a_failure(httpserver, reader):
 
 def test_http_redirect_inside_the_allow_list_is_followed(httpserver, reader):
     httpserver.expect_request("/old").respond_with_data(
-        b"", status=302, headers={"Location": "/new"})
+        b"", status=302, headers={"Location": "/new"}
+    )
     httpserver.expect_request("/new").respond_with_data(b"moved")
     assert reader.read(httpserver.url_for("/old")) == b"moved"
 
 
 def test_http_redirect_leaving_the_allow_list_is_refused(httpserver, reader):
     httpserver.expect_request("/away").respond_with_data(
-        b"", status=302, headers={"Location": "http://evil.example/"})
+        b"", status=302, headers={"Location": "http://evil.example/"}
+    )
     with pytest.raises(ReadRefused, match="evil.example"):
         reader.read(httpserver.url_for("/away"))
 

@@ -1,4 +1,4 @@
-"""The README walkthrough on the embedded defaults: sync, add, modify, delete, resync."""
+"""The README walkthrough on the embedded defaults: sync, add, modify, delete."""
 
 from __future__ import annotations
 
@@ -38,11 +38,15 @@ def test_walkthrough(app):
         e["kind"] for e in all_entities
     }
 
-    response = client.post("/api/events/http/frobs", json={"type": "add", "id": "ledger"})
+    response = client.post(
+        "/api/events/http/frobs", json={"type": "add", "id": "ledger"}
+    )
     assert response.status_code == 202
     ledger = client.get("/api/catalog/entities/by-name/component/default/ledger")
     assert ledger.status_code == 200
-    assert ledger.get_json()["metadata"]["annotations"]["frobs.example.com/id"] == "ledger"
+    assert (
+        ledger.get_json()["metadata"]["annotations"]["frobs.example.com/id"] == "ledger"
+    )
     assert "ledger-api" in names(client, "api")
 
     payments_uid = client.get(
@@ -55,7 +59,9 @@ def test_walkthrough(app):
     assert payments.get_json()["metadata"]["uid"] == payments_uid
     assert payments.get_json()["spec"]["providesApis"] == ["payments-api-v2"]
 
-    client.post("/api/events/http/frobs", json={"type": "delete", "id": "legacy-billing"})
+    client.post(
+        "/api/events/http/frobs", json={"type": "delete", "id": "legacy-billing"}
+    )
     gone = client.get("/api/catalog/entities/by-name/component/default/legacy-billing")
     assert gone.status_code == 404
     assert gone.get_json()["error"]["name"] == "NotFoundError"
@@ -69,24 +75,31 @@ def test_walkthrough(app):
 def test_a_sync_after_an_add_of_a_listed_frob_changes_nothing(app):
     client = app.test_client()
     sync(app)
-    etag = client.get("/api/catalog/entities/by-name/component/default/cart").get_json()[
-        "metadata"]["etag"]
+    etag = client.get(
+        "/api/catalog/entities/by-name/component/default/cart"
+    ).get_json()["metadata"]["etag"]
     client.post("/api/events/http/frobs", json={"type": "add", "id": "cart"})
     assert sync(app)["unchanged"] >= 30 and sync(app)["updated"] == 0
-    assert client.get("/api/catalog/entities/by-name/component/default/cart").get_json()[
-        "metadata"]["etag"] == etag
+    assert (
+        client.get("/api/catalog/entities/by-name/component/default/cart").get_json()[
+            "metadata"
+        ]["etag"]
+        == etag
+    )
 
 
 FILTERS = {
     "kind=component": lambda e: e["kind"] == "Component",
-    "KIND=COMPONENT,spec.lifecycle=production": lambda e: e["kind"] == "Component"
-    and e["spec"].get("lifecycle") == "production",
+    "KIND=COMPONENT,spec.lifecycle=production": lambda e: (
+        e["kind"] == "Component" and e["spec"].get("lifecycle") == "production"
+    ),
     "kind=api,kind=system": lambda e: e["kind"] in ("API", "System"),
     "spec.system": lambda e: "system" in e["spec"],
     "metadata.tags=python": lambda e: "python" in e["metadata"].get("tags", []),
     "metadata.tags.python": lambda e: "python" in e["metadata"].get("tags", []),
-    "metadata.annotations.frobs.example.com/id=payments": lambda e: e["metadata"][
-        "annotations"]["frobs.example.com/id"] == "payments",
+    "metadata.annotations.frobs.example.com/id=payments": lambda e: (
+        e["metadata"]["annotations"]["frobs.example.com/id"] == "payments"
+    ),
 }
 
 
@@ -102,7 +115,9 @@ def test_filters(app, query, expected):
 def test_repeated_filters_are_ored(app):
     sync(app)
     client = app.test_client()
-    both = client.get("/api/catalog/entities?filter=kind=user&filter=kind=group").get_json()
+    both = client.get(
+        "/api/catalog/entities?filter=kind=user&filter=kind=group"
+    ).get_json()
     assert {e["kind"] for e in both} == {"User", "Group"}
 
 
@@ -138,7 +153,9 @@ def test_bad_list_queries_get_400(app, query):
 def test_by_name_is_case_insensitive_and_by_uid_finds_the_same_entity(app):
     sync(app)
     client = app.test_client()
-    entity = client.get("/api/catalog/entities/by-name/Component/DEFAULT/Cart").get_json()
+    entity = client.get(
+        "/api/catalog/entities/by-name/Component/DEFAULT/Cart"
+    ).get_json()
     uid = entity["metadata"]["uid"]
     assert client.get(f"/api/catalog/entities/by-uid/{uid}").get_json() == entity
     missing = client.get("/api/catalog/entities/by-uid/nope")

@@ -32,7 +32,9 @@ CHECKS = {
 
 
 @pytest.mark.parametrize(
-    "case", CASES, ids=[f"{c['field']}:{c.get('value_expr', c['value'])!s:.40}" for c in CASES]
+    "case",
+    CASES,
+    ids=[f"{c['field']}:{c.get('value_expr', c['value'])!s:.40}" for c in CASES],
 )
 def test_field_rule_agrees_with_backstage(case):
     assert CHECKS[case["field"]](case["value"]) is case["valid"]
@@ -62,21 +64,30 @@ ENVELOPES = {
     "apiVersion missing": (entity(apiVersion=None), "apiVersion"),
     "apiVersion with two slashes": (entity(apiVersion="a/b/c"), "apiVersion"),
     "apiVersion with a dash in the version": (
-        entity(apiVersion="backstage.io/v1-alpha"), "apiVersion"),
+        entity(apiVersion="backstage.io/v1-alpha"),
+        "apiVersion",
+    ),
     "kind missing": (entity(kind=None), "kind"),
     "kind starting with a digit": (entity(kind="9Component"), "kind"),
     "metadata not an object": (entity(metadata="x"), "metadata"),
     "name missing": (entity(metadata__name=None), "metadata.name"),
     "name with a space": (entity(metadata__name="my service"), "metadata.name"),
     "name of 64 characters": (entity(metadata__name="a" * 64), "metadata.name"),
-    "namespace upper case": (entity(metadata__namespace="Default"), "metadata.namespace"),
+    "namespace upper case": (
+        entity(metadata__namespace="Default"),
+        "metadata.namespace",
+    ),
     "an unknown root key": (entity(status={}), "status"),
     "spec not an object": (entity(spec=[]), "spec"),
     "a tag with upper case": (entity(metadata__tags=["Java"]), "metadata.tags.0"),
     "a label value with a slash": (
-        entity(metadata__labels={"team": "a/b"}), "metadata.labels.team"),
+        entity(metadata__labels={"team": "a/b"}),
+        "metadata.labels.team",
+    ),
     "a non-string annotation": (
-        entity(metadata__annotations={"a.io/x": 7}), "metadata.annotations.a.io/x"),
+        entity(metadata__annotations={"a.io/x": 7}),
+        "metadata.annotations.a.io/x",
+    ),
 }
 
 

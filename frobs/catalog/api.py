@@ -66,7 +66,9 @@ class CatalogApi:
         records.sort(key=lambda r: r.ref)
         for order in reversed(orders):
             present = [r for r in records if sort_key_value(self.rows(r), order.field)]
-            absent = [r for r in records if not sort_key_value(self.rows(r), order.field)]
+            absent = [
+                r for r in records if not sort_key_value(self.rows(r), order.field)
+            ]
             present.sort(
                 key=lambda r: sort_key_value(self.rows(r), order.field) or "",
                 reverse=order.descending,

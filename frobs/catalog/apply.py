@@ -30,7 +30,12 @@ import json
 import logging
 import uuid
 
-from .entity_ref import DEFAULT_NAMESPACE, EntityRefError, entity_ref_of, parse_entity_ref
+from .entity_ref import (
+    DEFAULT_NAMESPACE,
+    EntityRefError,
+    entity_ref_of,
+    parse_entity_ref,
+)
 from .mutation import (
     DeferredEntity,
     DeltaMutation,
@@ -47,10 +52,14 @@ from .validation import validate_entity
 logger = logging.getLogger(__name__)
 
 
-def apply_mutation(store: CatalogStore, source: str, mutation: Mutation) -> MutationResult:
+def apply_mutation(
+    store: CatalogStore, source: str, mutation: Mutation
+) -> MutationResult:
     """Apply ``mutation`` from the provider named ``source``; report every entity."""
     result = MutationResult()
-    incoming = mutation.entities if isinstance(mutation, FullMutation) else mutation.added
+    incoming = (
+        mutation.entities if isinstance(mutation, FullMutation) else mutation.added
+    )
     accepted, named = _prepare(incoming, result)
 
     with store.transaction() as transaction:
@@ -68,7 +77,9 @@ def apply_mutation(store: CatalogStore, source: str, mutation: Mutation) -> Muta
 
 
 def content_hash(entity: dict) -> str:
-    encoded = json.dumps(entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = json.dumps(
+        entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha1(encoded.encode()).hexdigest()
 
 
@@ -85,15 +96,20 @@ def _prepare(
             if ref:
                 named.add(ref)
             result.results.append(
-                EntityResult(ref or "(unnamed)", Outcome.INVALID, "; ".join(map(str, problems)))
+                EntityResult(
+                    ref or "(unnamed)", Outcome.INVALID, "; ".join(map(str, problems))
+                )
             )
             continue
 
         ref = entity_ref_of(item.entity)
         if ref in named:
             result.results.append(
-                EntityResult(ref, Outcome.INVALID, "named more than once in one "
-                             "mutation; the first was applied")
+                EntityResult(
+                    ref,
+                    Outcome.INVALID,
+                    "named more than once in one mutation; the first was applied",
+                )
             )
             continue
         named.add(ref)
@@ -158,7 +174,10 @@ def _upsert(
     logger.warning(
         "Source %s detected conflicting entityRef %s already referenced by %s "
         "and now also %s",
-        source, ref, current.location_key, location_key,
+        source,
+        ref,
+        current.location_key,
+        location_key,
     )
     return EntityResult(
         ref,
@@ -171,7 +190,11 @@ def _upsert(
 def _remove_missing(
     transaction: StoreTransaction, source: str, named: set[str], result: MutationResult
 ) -> None:
-    gone = [r.ref for r in transaction.records() if r.source == source and r.ref not in named]
+    gone = [
+        r.ref
+        for r in transaction.records()
+        if r.source == source and r.ref not in named
+    ]
     for ref in gone:
         transaction.delete(ref)
         result.results.append(EntityResult(ref, Outcome.REMOVED))
@@ -188,9 +211,11 @@ def _remove_listed(
         ref = _removal_ref(item)
         if ref is None:
             result.results.append(
-                EntityResult(str(getattr(item, "entity_ref", "(unnamed)")),
-                             Outcome.INVALID, "not an entity ref of the form "
-                             "kind:namespace/name")
+                EntityResult(
+                    str(getattr(item, "entity_ref", "(unnamed)")),
+                    Outcome.INVALID,
+                    "not an entity ref of the form kind:namespace/name",
+                )
             )
             continue
         if ref in named:
@@ -202,11 +227,17 @@ def _remove_listed(
         elif current.source != source:
             logger.warning(
                 "Source %s may not remove %s, which is held by location key %s",
-                source, ref, current.location_key,
+                source,
+                ref,
+                current.location_key,
             )
             result.results.append(
-                EntityResult(ref, Outcome.CONFLICT, "held by another provider",
-                             held_by=current.location_key)
+                EntityResult(
+                    ref,
+                    Outcome.CONFLICT,
+                    "held by another provider",
+                    held_by=current.location_key,
+                )
             )
         else:
             transaction.delete(ref)

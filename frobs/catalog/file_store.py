@@ -229,7 +229,8 @@ class FileStore(CatalogStore):
             journal = {"files": documents}
             _atomic_write(self.journal_path, json.dumps(journal).encode())
         written = {
-            base: self._write_key(base, document) for base, document in documents.items()
+            base: self._write_key(base, document)
+            for base, document in documents.items()
         }
         if len(documents) > 1:
             self.journal_path.unlink()
@@ -249,7 +250,9 @@ class FileStore(CatalogStore):
         generation = None
         if document is not None:
             generation = _next_generation(max(old, default=None))
-            _atomic_write(self.entities_dir / f"{base}.{generation}.json", _encode(document))
+            _atomic_write(
+                self.entities_dir / f"{base}.{generation}.json", _encode(document)
+            )
         for stale in old:
             (self.entities_dir / f"{base}.{stale}.json").unlink(missing_ok=True)
         _fsync_dir(self.entities_dir)
@@ -268,7 +271,9 @@ class FileStore(CatalogStore):
         for base, generation in list(self._generations()):
             if generation != latest[base]:
                 logger.info("Removing superseded file %s.%s.json", base, generation)
-                (self.entities_dir / f"{base}.{generation}.json").unlink(missing_ok=True)
+                (self.entities_dir / f"{base}.{generation}.json").unlink(
+                    missing_ok=True
+                )
 
     def _finish_journal(self) -> None:
         try:

@@ -12,8 +12,8 @@ from any thread; each mutation is one store transaction.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import threading
+from abc import ABC, abstractmethod
 
 from .apply import apply_mutation
 from .mutation import Mutation, MutationResult

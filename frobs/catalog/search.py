@@ -164,7 +164,8 @@ def parse_order(params: Iterable[str]) -> list[Order]:
         direction, sep, field = param.partition(":")
         if not sep or direction not in ("asc", "desc") or not field.strip():
             raise InputError(
-                f'Invalid order parameter "{param}", expected "<asc or desc>:<field name>"'
+                f'Invalid order parameter "{param}", '
+                'expected "<asc or desc>:<field name>"'
             )
         orders.append(Order(field.strip().lower(), direction == "desc"))
     return orders

@@ -28,7 +28,7 @@ from ..errors import ServiceUnavailableError
 
 
 class StoreCorrupted(ServiceUnavailableError):
-    """A stored file that this service did not write whole; nothing is written over it."""
+    """A stored file this service did not write whole; nothing is written over it."""
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,11 @@ class Problem:
 
 
 def is_dns_label(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 63
+        and bool(_DNS_LABEL.match(value))
+    )
 
 
 def is_dns_subdomain(value: Any) -> bool:
@@ -60,7 +64,11 @@ def is_dns_subdomain(value: Any) -> bool:
 
 
 def is_object_name(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_OBJECT_NAME.match(value))
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 63
+        and bool(_OBJECT_NAME.match(value))
+    )
 
 
 def _prefixed(

@@ -116,7 +116,9 @@ class HttpIngress:
             if rejection is not None:
                 logger.warning(
                     "Refused event on topic %s: %s answered %s",
-                    topic, type(validator).__name__, rejection.status,
+                    topic,
+                    type(validator).__name__,
+                    rejection.status,
                 )
                 return jsonify(rejection.payload), rejection.status
 
@@ -125,8 +127,12 @@ class HttpIngress:
             check(payload)
         params = EventParams(topic, payload, safe_metadata(headers))
         self.events.publish(params)
-        logger.info("Accepted event on topic %s, delivery %s (%d bytes)",
-                    topic, delivery_id(headers), len(raw))
+        logger.info(
+            "Accepted event on topic %s, delivery %s (%d bytes)",
+            topic,
+            delivery_id(headers),
+            len(raw),
+        )
         return jsonify({"status": "accepted"}), 202
 
     def _read_body(self) -> bytes:

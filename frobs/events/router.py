@@ -50,11 +50,16 @@ class EventRouter(ABC):
         if not destination:
             with self._lock:
                 self.unrouted += 1
-            logger.debug("%s found no destination for an event on topic %s",
-                         self.subscriber_id, params.topic)
+            logger.debug(
+                "%s found no destination for an event on topic %s",
+                self.subscriber_id,
+                params.topic,
+            )
             return
 
-        logger.debug("%s routes %s to %s", self.subscriber_id, params.topic, destination)
+        logger.debug(
+            "%s routes %s to %s", self.subscriber_id, params.topic, destination
+        )
         self.events.publish(params.with_topic(destination))
 
 

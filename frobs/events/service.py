@@ -57,7 +57,7 @@ class EventsService:
         logger.debug("Subscriber %s listens to %s", id, sorted(subscription.topics))
 
     def on_failure(self, listener: OnFailure) -> None:
-        """Be told of each subscriber failure: ``listener(subscriber_id, event, error)``."""
+        """Call ``listener(subscriber_id, event, error)`` at each failure."""
         with self._lock:
             self._failure_listeners.append(listener)
 

@@ -25,6 +25,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from ..catalog.entity_ref import entity_ref_of
 from ..catalog.mutation import (
     DeferredEntity,
     DeltaMutation,
@@ -33,7 +34,6 @@ from ..catalog.mutation import (
     MutationResult,
     Outcome,
 )
-from ..catalog.entity_ref import entity_ref_of
 from ..catalog.provider import EntityProvider, EntityProviderConnection
 from ..events.params import EventParams
 from ..events.service import EventsService
@@ -104,8 +104,10 @@ class FrobsEntityProvider(EntityProvider):
         payload = params.event_payload
         frob_id = payload.get("id") if isinstance(payload, dict) else None
         if not is_frob_id(frob_id):
-            logger.warning("%s ignores an event whose id is not a frob id",
-                           self.get_provider_name())
+            logger.warning(
+                "%s ignores an event whose id is not a frob id",
+                self.get_provider_name(),
+            )
             return
 
         action = params.topic.rsplit(".", 1)[-1]
@@ -116,8 +118,13 @@ class FrobsEntityProvider(EntityProvider):
         else:
             result = self.delete(frob_id)
         if result is not None:
-            logger.info("%s applied %s of frob %s: %s", self.get_provider_name(),
-                        action, frob_id, _counts(result))
+            logger.info(
+                "%s applied %s of frob %s: %s",
+                self.get_provider_name(),
+                action,
+                frob_id,
+                _counts(result),
+            )
 
     def add(self, frob_id: str) -> MutationResult | None:
         entities = self._read_frob(self.settings.item(frob_id), frob_id)
@@ -129,9 +136,12 @@ class FrobsEntityProvider(EntityProvider):
         entities = self._read_frob(self.settings.item(frob_id), frob_id)
         if entities is None:
             return None
-        previous = self._read_frob(
-            self.settings.previous_state(frob_id), frob_id, missing_ok=True
-        ) or []
+        previous = (
+            self._read_frob(
+                self.settings.previous_state(frob_id), frob_id, missing_ok=True
+            )
+            or []
+        )
 
         kept = {entity_ref_of(item.entity) for item in entities}
         removed = [
@@ -157,8 +167,9 @@ class FrobsEntityProvider(EntityProvider):
         frobs = parse_document(self.reader.read(url), url)
         entities = self._entities(frobs, url)
         if cancelled.is_set():
-            logger.warning("%s full sync was cancelled before applying",
-                           self.get_provider_name())
+            logger.warning(
+                "%s full sync was cancelled before applying", self.get_provider_name()
+            )
             return None
         return self._apply(FullMutation(entities), entities)
 
@@ -166,14 +177,20 @@ class FrobsEntityProvider(EntityProvider):
         """Apply, then name the frob behind each refused entity."""
         result = self.connection.apply_mutation(mutation)
         frob_ids = {
-            entity_ref_of(item.entity): item.entity["metadata"]["annotations"][ID_ANNOTATION]
+            entity_ref_of(item.entity): item.entity["metadata"]["annotations"][
+                ID_ANNOTATION
+            ]
             for item in entities
             if isinstance(item.entity["metadata"].get("name"), str)
         }
         for refused in result.of(Outcome.INVALID):
-            logger.warning("%s refused frob %s: %s is invalid: %s",
-                           self.get_provider_name(), frob_ids.get(refused.ref, "(unknown)"),
-                           refused.ref, refused.message)
+            logger.warning(
+                "%s refused frob %s: %s is invalid: %s",
+                self.get_provider_name(),
+                frob_ids.get(refused.ref, "(unknown)"),
+                refused.ref,
+                refused.message,
+            )
         return result
 
     # Reading and mapping
@@ -185,15 +202,24 @@ class FrobsEntityProvider(EntityProvider):
             raw = self.reader.read(url)
         except SourceNotFound:
             if not missing_ok:
-                logger.warning("%s: frob %s is not in the source (%s); nothing applied",
-                               self.get_provider_name(), frob_id, url)
+                logger.warning(
+                    "%s: frob %s is not in the source (%s); nothing applied",
+                    self.get_provider_name(),
+                    frob_id,
+                    url,
+                )
             return None
         frobs = parse_document(raw, url)
 
         foreign = [f for f in frobs if frob_id_of(f) != frob_id]
         if foreign:
-            logger.warning("%s: %d entries of %s are not frob %s and were skipped",
-                           self.get_provider_name(), len(foreign), url, frob_id)
+            logger.warning(
+                "%s: %d entries of %s are not frob %s and were skipped",
+                self.get_provider_name(),
+                len(foreign),
+                url,
+                frob_id,
+            )
         return self._entities([f for f in frobs if frob_id_of(f) == frob_id], url)
 
     def _entities(self, frobs: list, url: str) -> list[DeferredEntity]:
@@ -202,8 +228,13 @@ class FrobsEntityProvider(EntityProvider):
             try:
                 entity = entity_from_frob(frob, self.managed_by)
             except FrobError as exc:
-                logger.warning("%s refused frob %s from %s: %s", self.get_provider_name(),
-                               frob_id_of(frob) or "(no id)", url, exc)
+                logger.warning(
+                    "%s refused frob %s from %s: %s",
+                    self.get_provider_name(),
+                    frob_id_of(frob) or "(no id)",
+                    url,
+                    exc,
+                )
                 continue
             entities.append(DeferredEntity(entity, self.location_key))
         return entities

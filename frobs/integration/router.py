@@ -34,7 +34,8 @@ class FrobsEventRouter(PayloadFieldRouter):
 def check_frobs_payload(payload: Any) -> None:
     if not isinstance(payload, dict):
         raise InputError(
-            'A Frobs webhook body must be a JSON object like {"type": "add", "id": "my-frob"}'
+            "A Frobs webhook body must be a JSON object like "
+            '{"type": "add", "id": "my-frob"}'
         )
     if not isinstance(payload.get("type"), str) or not payload["type"]:
         raise InputError('A Frobs webhook needs "type": "add", "delete" or "modify"')
