@@ -85,7 +85,8 @@ class Runtime:
         self.scheduler.stop()
 
 
-def create_app(config: Config | None = None) -> Flask:
+def create_app(config: Config | None = None, start_background: bool = True) -> Flask:
+    """The application; ``start_background=False`` keeps the scheduler off (tests)."""
     _configure_logging()
     config = load_config() if config is None else config
     runtime = build_runtime(config)
@@ -99,9 +100,11 @@ def create_app(config: Config | None = None) -> Flask:
     )
     _register_errors(app)
 
-    @app.before_request
-    def start_background_work() -> None:
-        runtime.start()
+    if start_background:
+
+        @app.before_request
+        def start_background_work() -> None:
+            runtime.start()
 
     return app
 

@@ -575,6 +575,11 @@ def test_full_sync_removes_what_left_the_source_and_keeps_other_location_keys(
             assert now is not None, f"{name} of another location key was removed"
             assert now["metadata"]["uid"] == entity["metadata"]["uid"]
         store_documents(running)
+        leaders = re.findall(
+            r"Worker (\d+) runs the scheduled tasks",
+            running.log_path.read_text(errors="replace"),
+        )
+        assert len(leaders) == 1, f"scheduled tasks ran in workers {leaders}"
     finally:
         stop_service(running)
 

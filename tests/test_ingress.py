@@ -19,7 +19,7 @@ def app(tmp_path):
         "    maxBodyBytes: 1024\n"
         f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
     )
-    app = create_app(load_config({"APP_CONFIG": str(path)}, tmp_path))
+    app = create_app(load_config({"APP_CONFIG": str(path)}, tmp_path), False)
     runtime = app.extensions["frobs"]
     app.received = []
     for topic in (

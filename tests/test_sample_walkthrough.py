@@ -15,7 +15,7 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture
 def app(tmp_path):
-    return create_app(load_config({"STORE_PATH": str(tmp_path / "data")}, REPO))
+    return create_app(load_config({"STORE_PATH": str(tmp_path / "data")}, REPO), False)
 
 
 def sync(app) -> dict:
