@@ -6,6 +6,7 @@ worker's background work (the scheduler) after the fork, never in the master.
 """
 
 import os
+import sys
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '7007')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
@@ -24,3 +25,18 @@ def post_worker_init(worker):
 # The service needs no runtime control socket; without this, newer gunicorns put
 # one in $HOME, where two services on one machine would share it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Check the configuration once, in the master, before any worker starts.
+
+    Each problem is printed on its own line and gunicorn exits, instead of every
+    worker failing to boot with a traceback.
+    """
+    from frobs.config import ConfigError, load_config
+
+    try:
+        load_config()
+    except ConfigError as error:
+        sys.stderr.write(f"frobs: {error}\n")
+        sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -207,3 +208,26 @@ def test_duration(value, expected):
 def test_bad_duration(value):
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+def test_gunicorn_stops_before_starting_workers_naming_each_problem(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(
+        tmp_path, "bad.yaml", "events:\n  htp: 1\n  http:\n    maxBodyBytes: x\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "app:app", "--bind", "127.0.0.1:0"],
+        cwd=REPO,
+        env={**os.environ, "APP_CONFIG": path},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert finished.returncode != 0
+    assert f"{path}: unknown key 'events.htp'" in finished.stderr
+    assert f"{path}: events.http.maxBodyBytes" in finished.stderr
+    assert (
+        "Traceback" not in finished.stderr and "Booting worker" not in finished.stderr
+    )
