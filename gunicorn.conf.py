@@ -33,10 +33,11 @@ def on_starting(server):
     Each problem is printed on its own line and gunicorn exits, instead of every
     worker failing to boot with a traceback.
     """
+    from frobs.app import build_runtime
     from frobs.config import ConfigError, load_config
 
     try:
-        load_config()
+        build_runtime(load_config())
     except ConfigError as error:
         sys.stderr.write(f"frobs: {error}\n")
         sys.exit(1)

@@ -41,6 +41,7 @@ from .reading import (
     FileUrlReader,
     HostAllowList,
     HttpUrlReader,
+    ReadRefused,
     UrlReaders,
     template_host,
 )
@@ -157,7 +158,8 @@ def _store(config: Config, path: Path) -> CatalogStore:
     return FileStore(path)
 
 
-def _frobs_providers(config: Config):
+def _frobs_providers(config: Config) -> list[tuple[FrobsEntityProvider, TaskSchedule]]:
+    """One provider per configured environment; file: URLs are checked here."""
     environments = config.get("catalog.providers.frobs", {}) or {}
     templates = []
     for env, settings in environments.items():
@@ -176,23 +178,44 @@ def _frobs_providers(config: Config):
     max_bytes = config.get("backend.reading.maxBytes", DEFAULT_MAX_BYTES)
     http = HttpUrlReader(HostAllowList(hosts), max_bytes)
 
+    providers, problems = [], []
     for env, settings in environments.items():
         settings = settings or {}
-        source = config.source_of(f"catalog.providers.frobs.{env}.dataUrl")
+        key = f"catalog.providers.frobs.{env}"
+        source = config.source_of(f"{key}.dataUrl")
         folder = (source or Path("config/app-config.yaml").resolve()).parent
-        reader = UrlReaders(http, FileUrlReader(folder, max_bytes))
-        provider = FrobsEntityProvider(
-            FrobsProviderSettings(
-                env=env,
-                data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
-                item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
-                previous_state_url=settings.get(
-                    "previousStateUrl", "{itemUrl}/previous-state"
-                ),
+        files = FileUrlReader(folder, max_bytes)
+        provider_settings = FrobsProviderSettings(
+            env=env,
+            data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
+            item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
+            previous_state_url=settings.get(
+                "previousStateUrl", "{itemUrl}/previous-state"
             ),
-            reader,
         )
-        yield provider, _task_schedule(settings.get("schedule") or {})
+        problems += [
+            f"{source}: {key}: {exc}"
+            for exc in _file_url_problems(files, provider_settings)
+        ]
+        provider = FrobsEntityProvider(provider_settings, UrlReaders(http, files))
+        providers.append((provider, _task_schedule(settings.get("schedule") or {})))
+
+    if problems:
+        raise ConfigError(problems)
+    return providers
+
+
+def _file_url_problems(
+    files: FileUrlReader, settings: FrobsProviderSettings
+) -> list[ReadRefused]:
+    problems = []
+    for url in (settings.data(), settings.item("x"), settings.previous_state("x")):
+        if url.lower().startswith("file:"):
+            try:
+                files.path_of(url)
+            except ReadRefused as exc:
+                problems.append(exc)
+    return problems
 
 
 def _task_schedule(settings: dict) -> TaskSchedule:
@@ -231,7 +254,13 @@ def _register_errors(app: Flask) -> None:
             message = (
                 "The request body is larger than the limit (events.http.maxBodyBytes)"
             )
-        return envelope(_HTTP_ERROR_NAMES.get(status, "Error"), message, status)
+        response, status = envelope(
+            _HTTP_ERROR_NAMES.get(status, "Error"), message, status
+        )
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):

@@ -29,7 +29,7 @@ from .durations import parse_duration
 
 DEFAULT_FILES = ("config/app-config.yaml",)
 LOCAL_FILE = "config/app-config.local.yaml"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z"
 
 Path_ = tuple[str, ...]
 
@@ -211,22 +211,28 @@ def load_config(
     config = Config(data={})
     problems: list[str] = []
 
+    unset: list[str] = []
     for path in config_files(environ, cwd):
         document = _read_yaml(path, problems)
         if document is None:
             continue
         config.files.append(path)
-        document = _substitute(document, (), path, environ, problems)
+        document = _substitute(document, (), path, environ, unset)
         _merge(config.data, document, (), path, config.sources)
 
-    if not problems:
-        _coerce(config.data, SCHEMA)
-        problems.extend(_schema_problems(config))
+    problems.extend(unset)
+    _coerce(config.data, SCHEMA)
+    # A key whose variable is unset was reported already; its empty value is not.
+    problems.extend(p for p in _schema_problems(config) if not _about_unset(p, unset))
     if not problems:
         problems.extend(_semantic_problems(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _about_unset(problem: str, unset: list[str]) -> bool:
+    return any(problem.startswith(u.split(": environment variable")[0]) for u in unset)
 
 
 def _read_yaml(path: Path, problems: list[str]) -> dict | None:

@@ -36,7 +36,7 @@ FORMS = "a duration object such as {minutes: 30} or an ISO 8601 duration such as
 def parse_duration(value: object) -> timedelta:
     """Turn a configured duration into a ``timedelta``."""
     if isinstance(value, str):
-        match = _ISO.match(value.strip())
+        match = _ISO.fullmatch(value.strip())
         if not match:
             raise ValueError(f"{value!r} is not {FORMS}")
         parts = {k: float(v) for k, v in match.groupdict().items() if v}

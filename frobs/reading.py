@@ -67,7 +67,7 @@ class HostAllowList:
         host = (parts.hostname or "").lower()
         with_port = f"{host}:{parts.port}" if parts.port else host
         return any(
-            regex.match(with_port if ":" in pattern else host)
+            regex.fullmatch(with_port if ":" in pattern else host)
             for pattern, regex in zip(self.patterns, self._compiled)
         )
 

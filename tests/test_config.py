@@ -107,6 +107,10 @@ ERRORS = {
         "events:\n  http:\n    topics: ['a/b']\n",
         ["events.http.topics.0", "not a valid name"],
     ),
+    "a topic name with a trailing newline": (
+        'events:\n  http:\n    topics: ["a\\n"]\n',
+        ["events.http.topics.0", "not a valid name"],
+    ),
     "a provider env name with a space": (
         "catalog:\n  providers:\n    frobs:\n      'my env': {}\n",
         ["catalog.providers.frobs", "not a valid name"],
@@ -152,13 +156,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
     )
     with pytest.raises(ConfigError) as raised:
         load_config({"APP_CONFIG": path}, tmp_path)
-    assert len(raised.value.problems) == 1  # substitution errors stop before the schema
-    assert "NOPE" in str(raised.value)
 
-    write(tmp_path, "c.yaml", "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n")
-    with pytest.raises(ConfigError) as raised:
-        load_config({"APP_CONFIG": path}, tmp_path)
-    assert len(raised.value.problems) == 2
+    problems = raised.value.problems
+    assert len(problems) == 3, problems
+    assert "catalog.store.path: environment variable NOPE is not set" in problems[0]
+    assert "unknown key 'events.htp'" in str(raised.value)
+    assert "events.http.maxBodyBytes" in str(raised.value)
 
 
 def test_a_missing_file_is_named(tmp_path):
@@ -231,3 +234,20 @@ def test_gunicorn_stops_before_starting_workers_naming_each_problem(tmp_path):
     assert (
         "Traceback" not in finished.stderr and "Booting worker" not in finished.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:../outside.json", "file:///etc/passwd", "file:%2e%2e/x/{id}.json"],
+)
+def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
+    from frobs.app import create_app
+
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        f"  providers:\n    frobs:\n      dev:\n        itemUrl: '{url}'\n",
+    )
+    with pytest.raises(ConfigError, match="catalog.providers.frobs.dev.*outside"):
+        create_app(load_config({"APP_CONFIG": path}, tmp_path), False)

@@ -221,3 +221,10 @@ def test_a_damaged_file_is_reported_and_never_written_over(tmp_path, content):
     with pytest.raises(StoreCorrupted):
         apply_mutation(FileStore(tmp_path), "a", FullMutation([]))
     assert damaged.read_bytes() == content
+
+
+def test_a_damaged_journal_is_reported_naming_the_file(tmp_path):
+    FileStore(tmp_path)
+    (tmp_path / "journal.json").write_text('{"files": ')
+    with pytest.raises(StoreCorrupted, match="journal.json"):
+        FileStore(tmp_path)

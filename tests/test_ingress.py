@@ -76,6 +76,42 @@ STATUSES = {
         {"Content-Type": "application/x-www-form-urlencoded"},
         415,
     ),
+    "a UTF-8 byte order mark is fine": (
+        "/api/events/http/plain",
+        b'\xef\xbb\xbf{"a": 1}',
+        JSON,
+        202,
+    ),
+    "a charset that is not text": (
+        "/api/events/http/plain",
+        b"7b7d",
+        {"Content-Type": "application/json; charset=hex"},
+        415,
+    ),
+    "an escape codec is not a charset": (
+        "/api/events/http/plain",
+        b"{}",
+        {"Content-Type": "application/json; charset=unicode_escape"},
+        415,
+    ),
+    "a compressed body": (
+        "/api/events/http/plain",
+        b"\x1f\x8b",
+        {**JSON, "Content-Encoding": "gzip"},
+        415,
+    ),
+    "a +json type without a name": (
+        "/api/events/http/plain",
+        b"{}",
+        {"Content-Type": "application/+json"},
+        415,
+    ),
+    "frobs id with a trailing newline": (
+        "/api/events/http/frobs",
+        b'{"type": "add", "id": "ledger\\n"}',
+        JSON,
+        400,
+    ),
     "unknown charset": (
         "/api/events/http/plain",
         b"{}",
@@ -146,7 +182,8 @@ def test_ingress_status(client, path, body, headers, status):
 
 def test_a_wrong_method_gets_an_envelope(client):
     response = client.get("/api/events/http/plain")
-    assert response.status_code in (404, 405)
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
     assert response.get_json()["response"]["statusCode"] == response.status_code
 
 

@@ -139,6 +139,9 @@ BAD_QUERIES = {
     "a zero limit": "limit=0",
     "a negative offset": "offset=-1",
     "a limit that is not a number": "limit=abc",
+    "a limit in other digits": "limit=%D9%A3",
+    "a limit with a space": "limit=%203",
+    "a limit given twice": "limit=1&limit=2",
     "an array field": "fields=metadata.tags[0]",
 }
 

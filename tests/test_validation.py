@@ -72,6 +72,7 @@ ENVELOPES = {
     "metadata not an object": (entity(metadata="x"), "metadata"),
     "name missing": (entity(metadata__name=None), "metadata.name"),
     "name with a space": (entity(metadata__name="my service"), "metadata.name"),
+    "name with a trailing newline": (entity(metadata__name="svc\n"), "metadata.name"),
     "name of 64 characters": (entity(metadata__name="a" * 64), "metadata.name"),
     "namespace upper case": (
         entity(metadata__namespace="Default"),

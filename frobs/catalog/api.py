@@ -9,6 +9,8 @@ reads: it never changes the catalog.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify, request
 
 from ..errors import InputError, NotFoundError
@@ -95,13 +97,14 @@ class CatalogApi:
 
 
 def _integer(name: str, minimum: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
+    given = request.args.getlist(name)
+    if not given:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"request/query/{name} must be integer") from None
+    if len(given) > 1:
+        raise InputError(f"request/query/{name} must be given once")
+    if not re.fullmatch(r"-?[0-9]+", given[0]):
+        raise InputError(f"request/query/{name} must be integer")
+    value = int(given[0])
     if value < minimum:
         if name == "limit":
             raise InputError("Invalid limit, must be greater than zero")

@@ -153,7 +153,7 @@ class FileStore(CatalogStore):
 
     def _generations(self) -> Iterator[tuple[str, str]]:
         for entry in os.scandir(self.entities_dir):
-            match = _GENERATION.match(entry.name)
+            match = _GENERATION.fullmatch(entry.name)
             if match and _TMP_MARK not in entry.name:
                 yield match["base"], match["generation"]
 
@@ -280,6 +280,11 @@ class FileStore(CatalogStore):
             journal = json.loads(self.journal_path.read_bytes())
         except FileNotFoundError:
             return
+        except ValueError as exc:
+            raise StoreCorrupted(
+                f"{self.journal_path} is not valid JSON ({exc}); this service never "
+                "leaves it so: restore the store folder from a backup"
+            ) from None
         logger.warning("Finishing a commit interrupted before it completed")
         for base, document in journal["files"].items():
             self._write_key(base, document)

@@ -51,7 +51,7 @@ def is_dns_label(value: Any) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= 63
-        and bool(_DNS_LABEL.match(value))
+        and bool(_DNS_LABEL.fullmatch(value))
     )
 
 
@@ -67,7 +67,7 @@ def is_object_name(value: Any) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= 63
-        and bool(_OBJECT_NAME.match(value))
+        and bool(_OBJECT_NAME.fullmatch(value))
     )
 
 
@@ -88,12 +88,16 @@ def is_api_version(value: Any) -> bool:
     return _prefixed(
         value,
         is_dns_subdomain,
-        lambda s: 1 <= len(s) <= 63 and bool(_VERSION.match(s)),
+        lambda s: 1 <= len(s) <= 63 and bool(_VERSION.fullmatch(s)),
     )
 
 
 def is_kind(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_KIND.match(value))
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 63
+        and bool(_KIND.fullmatch(value))
+    )
 
 
 def is_metadata_key(value: Any) -> bool:
@@ -106,7 +110,9 @@ def is_label_value(value: Any) -> bool:
 
 
 def is_tag(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= 63 and bool(_TAG.match(value))
+    return (
+        isinstance(value, str) and 1 <= len(value) <= 63 and bool(_TAG.fullmatch(value))
+    )
 
 
 def _expected(field: str, rule: str, value: Any) -> Problem:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import Any, Mapping
 
@@ -26,24 +27,41 @@ class BodyParser(ABC):
         """The payload carried by ``raw``."""
 
 
+_STRUCTURED_JSON = re.compile(r"application/[a-z0-9][a-z0-9.!#$&^_-]*\+json")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+#: Character sets a JSON body may come in: Unicode and the common byte charsets.
+TEXT_CHARSETS = re.compile(
+    r"utf-(8|16|32)(-[lb]e)?|ascii|latin-1|iso8859-\d+|cp\d+|mac-[a-z]+|koi8-[a-z]"
+)
+
+
+def text_codec(charset: str) -> str | None:
+    """The codec name of a text charset, or None for anything else."""
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return None
+    return name if TEXT_CHARSETS.fullmatch(name) else None
 
 
 class JsonBodyParser(BodyParser):
     def parse(self, raw: bytes, media_type: str, options: Mapping[str, str]) -> Any:
         charset = options.get("charset", "utf-8")
-        try:
-            codecs.lookup(charset)
-        except LookupError:
+        codec = text_codec(charset)
+        if codec is None:
             raise UnsupportedMediaTypeError(
                 f"Unsupported charset: {charset}; send the body as UTF-8"
-            ) from None
+            )
 
         if not raw.strip():
             raise InputError("The request body is empty; send a JSON document")
         try:
-            text = raw.decode(charset)
+            text = raw.decode("utf-8-sig" if codec == "utf-8" else codec)
         except UnicodeDecodeError as exc:
             raise InputError(
                 f"The request body is not valid {charset}: {exc.reason} at byte "
@@ -54,8 +72,8 @@ class JsonBodyParser(BodyParser):
             return json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             raise InputError(
-                f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno}"
+                f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                f"column {exc.colno})"
             ) from None
         except ValueError as exc:
             raise InputError(f"The request body is not valid JSON: {exc}") from None
@@ -76,8 +94,6 @@ class BodyParsers:
     def find(self, media_type: str) -> BodyParser | None:
         if media_type in self._by_type:
             return self._by_type[media_type]
-        if media_type == "application/json" or (
-            media_type.startswith("application/") and media_type.endswith("+json")
-        ):
+        if media_type == "application/json" or _STRUCTURED_JSON.fullmatch(media_type):
             return self.json
         return None

@@ -4,8 +4,8 @@ The steps, in order, each with its own answer:
 
 1. the topic must be configured (404);
 2. the body is read up to the size limit, never past it (413);
-3. the content type must have a parser and a known charset (400 when missing,
-   415 otherwise);
+3. the body must not be compressed, and its content type must have a parser
+   and a known charset (400 when missing, 415 otherwise);
 4. the topic's validators see the raw bytes and headers (their status, 403 by
    default);
 5. the body is parsed (400 when empty or malformed), and the topic's payload
@@ -102,6 +102,11 @@ class HttpIngress:
             )
 
         raw = self._read_body()
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaTypeError(
+                f"Unsupported Content-Encoding: {encoding}; send the body uncompressed"
+            )
         media_type, options = self._media_type()
         parser = self.parsers.find(media_type)
         if parser is None:

@@ -74,7 +74,7 @@ class SubTopicEventRouter(EventRouter):
 
     def determine_destination_topic(self, params: EventParams) -> str | None:
         sub_topic = self.determine_sub_topic(params)
-        if not isinstance(sub_topic, str) or not SUB_TOPIC.match(sub_topic):
+        if not isinstance(sub_topic, str) or not SUB_TOPIC.fullmatch(sub_topic):
             return None
         return f"{self.topic}.{sub_topic}"
 

@@ -21,7 +21,7 @@ FROB_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def is_frob_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(FROB_ID.match(value))
+    return isinstance(value, str) and bool(FROB_ID.fullmatch(value))
 
 
 class FrobsEventRouter(PayloadFieldRouter):
@@ -38,7 +38,9 @@ def check_frobs_payload(payload: Any) -> None:
             '{"type": "add", "id": "my-frob"}'
         )
     if not isinstance(payload.get("type"), str) or not payload["type"]:
-        raise InputError('A Frobs webhook needs "type": "add", "delete" or "modify"')
+        raise InputError(
+            '"type" must be a non-empty string: "add", "delete" or "modify"'
+        )
     if not is_frob_id(payload.get("id")):
         raise InputError(
             f'"id" must be a frob id (a DNS label: lower-case letters, digits and '
