@@ -31,6 +31,8 @@ import schedule
 from croniter import croniter
 from filelock import FileLock, Timeout
 
+from .provenance import caused_by
+
 logger = logging.getLogger(__name__)
 
 LEADER_RETRY_SECONDS = 5.0
@@ -150,7 +152,8 @@ class Scheduler:
 
         def body() -> None:
             try:
-                summary = task.fn(cancelled) or {}
+                with caused_by(task=task.id, runStartedAt=run.started_at.isoformat()):
+                    summary = task.fn(cancelled) or {}
                 if not cancelled.is_set():
                     run.summary, run.outcome = summary, "succeeded"
             except Exception as exc:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from catalog_entities import component
 
-from frobs.catalog.apply import _stored, apply_mutation
+from frobs.catalog.apply import _Candidate, _stored, apply_mutation
 from frobs.catalog.file_store import FileStore
 from frobs.catalog.mutation import (
     DeferredEntity as D,
@@ -17,20 +18,6 @@ from frobs.catalog.mutation import (
 from frobs.catalog.mutation import (
     EntityRefRemoval as R,
 )
-
-
-def component(name: str, description: str = "", namespace: str | None = None) -> dict:
-    metadata = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    if description:
-        metadata["description"] = description
-    return {
-        "apiVersion": "backstage.io/v1alpha1",
-        "kind": "Component",
-        "metadata": metadata,
-        "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"},
-    }
 
 
 @pytest.fixture
@@ -310,8 +297,7 @@ def test_invalid_result_names_the_field_and_rule(store):
 def test_a_failed_transaction_writes_nothing(store):
     with pytest.raises(RuntimeError):
         with store.transaction() as transaction:
-            transaction.put(
-                _stored("component:default/x", component("x"), "k", "a", "u")
-            )
+            candidate = _Candidate("component:default/x", component("x"), "k", [])
+            transaction.put(_stored(candidate, "a", "u"))
             raise RuntimeError("boom")
     assert len(store.snapshot()) == 0

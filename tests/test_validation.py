@@ -44,8 +44,14 @@ def entity(**changes) -> dict:
     base = {
         "apiVersion": "backstage.io/v1alpha1",
         "kind": "Component",
-        "metadata": {"name": "svc"},
-        "spec": {},
+        "metadata": {
+            "name": "svc",
+            "annotations": {
+                "backstage.io/managed-by-location": "url:x",
+                "backstage.io/managed-by-origin-location": "url:x",
+            },
+        },
+        "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"},
     }
     for path, value in changes.items():
         node = base

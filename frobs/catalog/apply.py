@@ -3,20 +3,27 @@
 The rules, as Backstage applies them and stricter where Backstage loses data:
 
 - every entity is validated first; an invalid one is refused on its own
-  (``invalid``, naming the field and the rule), its siblings still apply, and a
-  version already stored is kept;
+  (``invalid``, naming the ref, the field and the rule), its siblings still
+  apply, and a version already stored is kept;
 - a ref named twice in one mutation: the first is applied, later ones are
   ``invalid``;
 - ownership by location key: a ref stored with key A is not taken by an emission
-  with key B (``conflict``, naming A, logged); a ref stored without a key, or with
-  the same key, is taken over and keeps its uid; the same provider moving its own
-  entity to a new key gets a new uid;
+  with key B (``conflict``, naming A, logged with both keys); a ref stored without
+  a key, or with the same key, is taken over and keeps its uid; the same provider
+  moving its own entity to a new key gets a new uid;
 - an entity identical to the stored one is ``unchanged``: no write, same etag;
 - ``full`` removes what the same provider stored before and no longer emits, and
-  nothing of anyone else's;
+  nothing of anyone else's; it is refused whole when it would remove more than
+  its deletion ratio allows, or empty a provider from an empty source;
 - ``delta`` removes by entity or by ref (parsed and lower-cased); removing a ref
-  another provider holds is refused as a ``conflict``; a ref both added and
-  removed in one delta is kept, updated.
+  another provider holds, or one stored under another location key than the
+  removal names, is refused as a ``conflict``; a ref both added and removed in
+  one delta is kept, updated.
+
+What the catalog adds to each stored entity: the default namespace, a uid, an
+etag, the relations derived from its spec (sorted, as are the reference arrays
+Backstage sorts), and ``metadata.provenance``: the provider, location key, time,
+and the event or task run that wrote it.
 
 All of a mutation is decided and written in one store transaction, so concurrent
 mutations from other threads or workers never interleave with it.
@@ -29,7 +36,10 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
+from ..provenance import current_cause
 from .entity_ref import (
     DEFAULT_NAMESPACE,
     EntityRefError,
@@ -43,32 +53,45 @@ from .mutation import (
     EntityResult,
     FullMutation,
     Mutation,
+    MutationRefused,
     MutationResult,
     Outcome,
 )
+from .relations import sort_spec_arrays, spec_relations
 from .store import CatalogStore, StoredEntity, StoreTransaction
 from .validation import validate_entity
 
 logger = logging.getLogger(__name__)
 
+#: A full mutation's deletion ratio is checked only above this many held entities.
+GUARD_MIN_HELD = 10
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    ref: str
+    entity: dict
+    location_key: str | None
+    relations: list[dict]
+
 
 def apply_mutation(
     store: CatalogStore, source: str, mutation: Mutation
 ) -> MutationResult:
-    """Apply ``mutation`` from the provider named ``source``; report every entity."""
+    """Apply ``mutation`` from the provider named ``source``; report every entity.
+
+    Raises ``MutationRefused`` (and changes nothing) when a full mutation trips
+    the mass-deletion guard.
+    """
     result = MutationResult()
-    incoming = (
-        mutation.entities if isinstance(mutation, FullMutation) else mutation.added
-    )
-    accepted, named = _prepare(incoming, result)
+    full = isinstance(mutation, FullMutation)
+    candidates, named = _prepare(mutation.entities if full else mutation.added, result)
 
     with store.transaction() as transaction:
-        for ref, entity, location_key in accepted:
-            result.results.append(
-                _upsert(transaction, source, ref, entity, location_key)
-            )
-        if isinstance(mutation, FullMutation):
-            _remove_missing(transaction, source, named, result)
+        for candidate in candidates:
+            result.results.append(_upsert(transaction, source, candidate))
+        if full:
+            _remove_missing(transaction, source, mutation, named, result)
         else:
             _remove_listed(transaction, source, mutation, named, result)
 
@@ -85,24 +108,26 @@ def content_hash(entity: dict) -> str:
 
 def _prepare(
     items: list[DeferredEntity], result: MutationResult
-) -> tuple[list[tuple[str, dict, str | None]], set[str]]:
+) -> tuple[list[_Candidate], set[str]]:
     """Validate each entity; return the acceptable ones and every ref named."""
-    accepted = []
+    candidates = []
     named: set[str] = set()
     for item in items:
+        ref = _best_ref(item.entity)
         problems = validate_entity(item.entity)
+        relations: list[dict] = []
+        if not problems:
+            entity = _normalized(item.entity)
+            relations, problems = spec_relations(entity)
         if problems:
-            ref = _best_ref(item.entity)
             if ref:
                 named.add(ref)
+            message = "; ".join(map(str, problems))
             result.results.append(
-                EntityResult(
-                    ref or "(unnamed)", Outcome.INVALID, "; ".join(map(str, problems))
-                )
+                EntityResult(ref or "(unnamed)", Outcome.INVALID, message)
             )
             continue
 
-        ref = entity_ref_of(item.entity)
         if ref in named:
             result.results.append(
                 EntityResult(
@@ -113,8 +138,8 @@ def _prepare(
             )
             continue
         named.add(ref)
-        accepted.append((ref, _normalized(item.entity), item.location_key))
-    return accepted, named
+        candidates.append(_Candidate(ref, entity, item.location_key, relations))
+    return candidates, named
 
 
 def _best_ref(entity: object) -> str | None:
@@ -125,50 +150,63 @@ def _best_ref(entity: object) -> str | None:
 
 
 def _normalized(entity: dict) -> dict:
-    """The entity as emitted, with the default namespace filled in."""
+    """The entity as emitted, with what the catalog owns taken out or filled in."""
     entity = copy.deepcopy(entity)
     metadata = entity["metadata"]
-    metadata.pop("uid", None)
-    metadata.pop("etag", None)
+    for owned in ("uid", "etag", "provenance"):
+        metadata.pop(owned, None)
     if not metadata.get("namespace"):
         metadata["namespace"] = DEFAULT_NAMESPACE
+    if isinstance(entity.get("spec"), dict):
+        sort_spec_arrays(entity["spec"])
     return entity
 
 
 def _stored(
-    ref: str, entity: dict, location_key: str | None, source: str, uid: str
+    candidate: _Candidate, source: str, uid: str, content: str | None = None
 ) -> StoredEntity:
-    served = copy.deepcopy(entity)
-    served["metadata"]["uid"] = uid
-    served.setdefault("relations", [])
-    served["metadata"]["etag"] = content_hash(served)
-    return StoredEntity(ref, served, location_key, source, content_hash(entity))
+    served = copy.deepcopy(candidate.entity)
+    metadata = served["metadata"]
+    metadata["uid"] = uid
+    metadata["provenance"] = {
+        "provider": source,
+        "locationKey": candidate.location_key,
+        "writtenAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        **current_cause(),
+    }
+    served["relations"] = candidate.relations
+    metadata["etag"] = content_hash(served)
+    return StoredEntity(
+        candidate.ref,
+        served,
+        candidate.location_key,
+        source,
+        content or content_hash(candidate.entity),
+    )
 
 
 def _upsert(
-    transaction: StoreTransaction,
-    source: str,
-    ref: str,
-    entity: dict,
-    location_key: str | None,
+    transaction: StoreTransaction, source: str, candidate: _Candidate
 ) -> EntityResult:
+    ref, location_key = candidate.ref, candidate.location_key
     current = transaction.get(ref)
     if current is None:
-        transaction.put(_stored(ref, entity, location_key, source, str(uuid.uuid4())))
+        transaction.put(_stored(candidate, source, str(uuid.uuid4())))
         return EntityResult(ref, Outcome.ADDED)
 
     if current.location_key is None or current.location_key == location_key:
+        content = content_hash(candidate.entity)
         if (
-            current.hash == content_hash(entity)
+            current.hash == content
             and current.location_key == location_key
             and current.source == source
         ):
             return EntityResult(ref, Outcome.UNCHANGED)
-        transaction.put(_stored(ref, entity, location_key, source, current.uid))
+        transaction.put(_stored(candidate, source, current.uid, content))
         return EntityResult(ref, Outcome.UPDATED)
 
     if current.source == source:
-        transaction.put(_stored(ref, entity, location_key, source, str(uuid.uuid4())))
+        transaction.put(_stored(candidate, source, str(uuid.uuid4())))
         return EntityResult(ref, Outcome.UPDATED, "moved to a new location key")
 
     logger.warning(
@@ -182,22 +220,40 @@ def _upsert(
     return EntityResult(
         ref,
         Outcome.CONFLICT,
-        f"already stored with location key {current.location_key!r}",
+        f"{ref} is already stored with location key {current.location_key!r}",
         held_by=current.location_key,
     )
 
 
 def _remove_missing(
-    transaction: StoreTransaction, source: str, named: set[str], result: MutationResult
+    transaction: StoreTransaction,
+    source: str,
+    mutation: FullMutation,
+    named: set[str],
+    result: MutationResult,
 ) -> None:
-    gone = [
-        r.ref
-        for r in transaction.records()
-        if r.source == source and r.ref not in named
-    ]
+    held = [r.ref for r in transaction.records() if r.source == source]
+    gone = [ref for ref in held if ref not in named]
+    _guard(source, mutation, len(held), len(gone))
     for ref in gone:
         transaction.delete(ref)
         result.results.append(EntityResult(ref, Outcome.REMOVED))
+
+
+def _guard(source: str, mutation: FullMutation, held: int, gone: int) -> None:
+    """Refuse a full mutation that would empty or gut the provider's share."""
+    if not mutation.entities and held and not mutation.allow_empty_source:
+        raise MutationRefused(
+            f"{source} emitted no entities, which would remove all {held} it holds; "
+            "an empty source is refused unless allowEmptySource is set"
+        )
+    ratio = mutation.max_deletion_ratio
+    if held > GUARD_MIN_HELD and ratio is not None and gone / held > ratio:
+        raise MutationRefused(
+            f"{source} would remove {gone} of the {held} entities it holds "
+            f"({gone / held:.0%}), more than maxDeletionRatio {ratio}; nothing "
+            "was changed (raise maxDeletionRatio if this is intended)"
+        )
 
 
 def _remove_listed(
@@ -220,28 +276,36 @@ def _remove_listed(
             continue
         if ref in named:
             continue
+        result.results.append(_remove(transaction, source, ref, item.location_key))
 
-        current = transaction.get(ref)
-        if current is None:
-            result.results.append(EntityResult(ref, Outcome.UNCHANGED, "not stored"))
-        elif current.source != source:
-            logger.warning(
-                "Source %s may not remove %s, which is held by location key %s",
-                source,
-                ref,
-                current.location_key,
-            )
-            result.results.append(
-                EntityResult(
-                    ref,
-                    Outcome.CONFLICT,
-                    "held by another provider",
-                    held_by=current.location_key,
-                )
-            )
-        else:
-            transaction.delete(ref)
-            result.results.append(EntityResult(ref, Outcome.REMOVED))
+
+def _remove(
+    transaction: StoreTransaction, source: str, ref: str, location_key: str | None
+) -> EntityResult:
+    current = transaction.get(ref)
+    if current is None:
+        return EntityResult(ref, Outcome.UNCHANGED, f"{ref} is not stored")
+
+    if current.source != source or (
+        location_key is not None and location_key != current.location_key
+    ):
+        logger.warning(
+            "Source %s may not remove %s with location key %s: it is held by "
+            "location key %s",
+            source,
+            ref,
+            location_key,
+            current.location_key,
+        )
+        return EntityResult(
+            ref,
+            Outcome.CONFLICT,
+            f"{ref} is held by location key {current.location_key!r}",
+            held_by=current.location_key,
+        )
+
+    transaction.delete(ref)
+    return EntityResult(ref, Outcome.REMOVED)
 
 
 def _removal_ref(item: DeferredEntity | EntityRefRemoval) -> str | None:
@@ -256,6 +320,13 @@ def _removal_ref(item: DeferredEntity | EntityRefRemoval) -> str | None:
 def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
     kind = "full" if isinstance(mutation, FullMutation) else "delta"
     counts = {k: v for k, v in result.counts().items() if v}
-    logger.info("Applied %s mutation from %s: %s", kind, source, counts or "nothing")
+    cause = current_cause()
+    logger.info(
+        "Applied %s mutation from %s (%s): %s",
+        kind,
+        source,
+        ", ".join(f"{k} {v}" for k, v in cause.items()) or "direct call",
+        counts or "nothing",
+    )
     for item in result.of(Outcome.INVALID):
         logger.warning("Refused %s from %s: %s", item.ref, source, item.message)

@@ -52,6 +52,7 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
+from .relations import Incoming, update_incoming
 from .store import (
     CatalogSnapshot,
     CatalogStore,
@@ -102,8 +103,10 @@ class FileStore(CatalogStore):
         self._file_lock = FileLock(self.root / "catalog.lock", thread_local=False)
         self._cache_lock = threading.Lock()
         self._files: dict[str, _FileState] = {}
-        self._snapshot = CatalogSnapshot({})
         self._by_ref: dict[str, StoredEntity] = {}
+        self._incoming: Incoming = {}
+        self._served: dict = {}
+        self._snapshot = CatalogSnapshot({})
 
         with self._write_lock, self._file_lock:
             self._recover()
@@ -182,17 +185,24 @@ class FileStore(CatalogStore):
     def _install(self, changed: dict[str, _FileState | None]) -> None:
         """Swap in new file states; readers keep whatever snapshot they hold."""
         by_ref = dict(self._by_ref)
+        removed, added = [], []
         for name, state in changed.items():
             old = self._files.pop(name, None)
             if old is not None:
-                for ref in old.records:
-                    if by_ref.get(ref) is old.records[ref]:
+                for ref, record in old.records.items():
+                    removed.append(record)
+                    if by_ref.get(ref) is record:
                         del by_ref[ref]
             if state is not None:
                 self._files[name] = state
                 by_ref.update(state.records)
+                added.extend(state.records.values())
         self._by_ref = by_ref
-        self._snapshot = CatalogSnapshot(by_ref)
+        self._incoming = update_incoming(self._incoming, removed, added)
+        for record in removed:
+            if record.ref not in by_ref:
+                self._served.pop(record.ref, None)
+        self._snapshot = CatalogSnapshot(by_ref, self._incoming, self._served)
 
     # Writing
 

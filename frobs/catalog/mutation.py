@@ -16,6 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..errors import ConflictError
+
+
+class MutationRefused(ConflictError):
+    """A mutation refused whole; nothing of it was applied."""
+
 
 @dataclass(frozen=True)
 class DeferredEntity:
@@ -31,7 +37,17 @@ class EntityRefRemoval:
 
 @dataclass(frozen=True)
 class FullMutation:
+    """Everything the provider has now.
+
+    The mass-deletion guard refuses the whole mutation when it would remove more
+    than ``max_deletion_ratio`` of the provider's entities (checked above ten
+    held; None turns it off), or when it is empty while the provider holds
+    entities, unless ``allow_empty_source``.
+    """
+
     entities: list[DeferredEntity]
+    max_deletion_ratio: float | None = 0.5
+    allow_empty_source: bool = False
 
 
 @dataclass(frozen=True)

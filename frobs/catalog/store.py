@@ -19,12 +19,15 @@ a store never decides who may change what.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
 from ..errors import ServiceUnavailableError
+from .relations import Incoming, sort_relations
 
 
 class StoreCorrupted(ServiceUnavailableError):
@@ -66,11 +69,24 @@ class StoredEntity:
 
 
 class CatalogSnapshot:
-    """A read-only view of the catalog at one moment."""
+    """A read-only view of the catalog at one moment.
 
-    def __init__(self, by_ref: Mapping[str, StoredEntity]) -> None:
+    ``entity(record)`` is the entity as served: the stored one with the inverse
+    relations other entities give it, and an etag that changes with them.  Served
+    entities are cached in ``served_cache``, which a store may share between its
+    snapshots; an entry is used only while its record and relations are the same.
+    """
+
+    def __init__(
+        self,
+        by_ref: Mapping[str, StoredEntity],
+        incoming: Incoming | None = None,
+        served_cache: dict | None = None,
+    ) -> None:
         self._by_ref = by_ref
         self._by_uid: dict[str, StoredEntity] | None = None
+        self.incoming = incoming or {}
+        self._served = {} if served_cache is None else served_cache
 
     def __len__(self) -> int:
         return len(self._by_ref)
@@ -85,6 +101,30 @@ class CatalogSnapshot:
 
     def records(self) -> Iterator[StoredEntity]:
         return iter(self._by_ref.values())
+
+    def entity(self, record: StoredEntity) -> dict:
+        incoming = self.incoming.get(record.ref, frozenset())
+        cached = self._served.get(record.ref)
+        if cached is not None and cached[0] is record and cached[1] == incoming:
+            return cached[2]
+        served = _served_entity(record, incoming)
+        self._served[record.ref] = (record, incoming, served)
+        return served
+
+
+def _served_entity(record: StoredEntity, incoming: frozenset) -> dict:
+    entity = record.entity
+    if not incoming:
+        return entity
+    own = {(r["type"], r["targetRef"]) for r in entity.get("relations", ())}
+    metadata = entity["metadata"]
+    extra = json.dumps(sorted(incoming)).encode()
+    etag = hashlib.sha1(metadata["etag"].encode() + extra).hexdigest()
+    return {
+        **entity,
+        "metadata": {**metadata, "etag": etag},
+        "relations": sort_relations(own | incoming),
+    }
 
 
 class StoreTransaction(ABC):

@@ -12,8 +12,13 @@ Validation only reads the entity; it never changes or completes it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Callable
+
+from .kinds import kind_problems
+from .problem import Problem
+
+MANAGED_BY = "backstage.io/managed-by-location"
+MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
 
 ROOT_KEYS = ("apiVersion", "kind", "metadata", "spec")
 
@@ -36,15 +41,6 @@ TAG_RULE = (
     "a string that is sequences of [a-z0-9:+#] separated by [-], "
     "at most 63 characters in total"
 )
-
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 def is_dns_label(value: Any) -> bool:
@@ -135,6 +131,8 @@ def validate_entity(entity: Any) -> list[Problem]:
         problems += _metadata_problems(metadata)
     if "spec" in entity and not isinstance(entity["spec"], dict):
         problems.append(Problem("spec", "must be an object"))
+    if not problems:
+        problems += kind_problems(entity)
     return problems
 
 
@@ -181,6 +179,17 @@ def _metadata_problems(metadata: dict) -> list[Problem]:
     problems += _mapping_problems(
         metadata, "annotations", lambda v: isinstance(v, str), "a string"
     )
+    annotations = metadata.get("annotations")
+    for key in (MANAGED_BY, MANAGED_BY_ORIGIN):
+        value = annotations.get(key) if isinstance(annotations, dict) else None
+        if not is_location_ref(value):
+            problems.append(
+                Problem(
+                    f"metadata.annotations.{key}",
+                    "is required and must be a location ref '<type>:<target>', "
+                    f"such as url:https://example.com/catalog-info.yaml; got {value!r}",
+                )
+            )
 
     tags = metadata.get("tags")
     if tags is not None:
@@ -199,10 +208,7 @@ def _metadata_problems(metadata: dict) -> list[Problem]:
             problems.append(Problem("metadata.links", "must be a list of objects"))
         else:
             for i, link in enumerate(links):
-                if not isinstance(link, dict) or not isinstance(link.get("url"), str):
-                    problems.append(
-                        Problem(f"metadata.links.{i}", "must be an object with a url")
-                    )
+                problems += _link_problems(f"metadata.links.{i}", link)
     return problems
 
 
@@ -221,4 +227,31 @@ def _mapping_problems(
             problems.append(_expected(f"metadata.{field}.{key}", PREFIX_RULE, key))
         elif not valid_value(value):
             problems.append(_expected(f"metadata.{field}.{key}", rule, value))
+    return problems
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
+
+
+def is_location_ref(value: Any) -> bool:
+    """``<type>:<target>``, both parts non-empty, as Backstage's location refs."""
+    if not isinstance(value, str):
+        return False
+    kind, sep, target = value.partition(":")
+    return bool(sep and kind and target)
+
+
+def _link_problems(field: str, link: Any) -> list[Problem]:
+    if not isinstance(link, dict):
+        return [Problem(field, "must be an object with a url")]
+    problems = []
+    if not isinstance(link.get("url"), str) or not _URL.fullmatch(link["url"]):
+        problems.append(
+            _expected(
+                f"{field}.url", "an absolute URL such as https://x", link.get("url")
+            )
+        )
+    for key in ("title", "icon", "type"):
+        if key in link and not (isinstance(link[key], str) and link[key].strip()):
+            problems.append(Problem(f"{field}.{key}", "must be a non-empty string"))
     return problems

@@ -31,7 +31,7 @@ from ..errors import (
     UnsupportedMediaTypeError,
 )
 from .body_parsers import BodyParsers
-from .params import EventParams, safe_metadata
+from .params import EventParams, delivery_id, safe_metadata
 from .service import EventsService
 from .validators import RequestDetails, RequestValidator
 
@@ -45,23 +45,6 @@ _TOO_LARGE = (
     "The request body is larger than {limit} bytes (events.http.maxBodyBytes); "
     "send a smaller body or raise the limit"
 )
-
-#: Headers senders use to name a delivery, most specific first.
-DELIVERY_HEADERS = (
-    "x-github-delivery",
-    "webhook-id",
-    "x-gitlab-event-uuid",
-    "idempotency-key",
-    "x-request-id",
-)
-
-
-def delivery_id(headers: dict[str, str]) -> str:
-    """The sender's name for this delivery, or ``-`` when it gives none."""
-    for name in DELIVERY_HEADERS:
-        if headers.get(name):
-            return headers[name][:100]
-    return "-"
 
 
 class HttpIngress:
@@ -135,7 +118,7 @@ class HttpIngress:
         logger.info(
             "Accepted event on topic %s, delivery %s (%d bytes)",
             topic,
-            delivery_id(headers),
+            delivery_id(headers) or "-",
             len(raw),
         )
         return jsonify({"status": "accepted"}), 202

@@ -44,3 +44,21 @@ def safe_metadata(headers: Mapping[str, str]) -> dict[str, str]:
             continue
         kept[lowered] = value
     return kept
+
+
+#: Headers senders use to name a delivery, most specific first.
+DELIVERY_HEADERS = (
+    "x-github-delivery",
+    "webhook-id",
+    "x-gitlab-event-uuid",
+    "idempotency-key",
+    "x-request-id",
+)
+
+
+def delivery_id(metadata: Mapping[str, str]) -> str | None:
+    """The sender's name for this delivery, or None when it gives none."""
+    for name in DELIVERY_HEADERS:
+        if metadata.get(name):
+            return str(metadata[name])[:100]
+    return None

@@ -19,7 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .params import EventParams
+from ..provenance import caused_by
+from .params import EventParams, delivery_id
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,10 @@ class EventsService:
         for subscription in targets:
             result.notified.append(subscription.id)
             try:
-                subscription.on_event(params)
+                with caused_by(
+                    topic=params.topic, deliveryId=delivery_id(params.metadata)
+                ):
+                    subscription.on_event(params)
             except Exception as error:
                 logger.exception(
                     "Subscriber %s failed to process event for topic %s",
