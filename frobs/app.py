@@ -192,6 +192,8 @@ def _frobs_providers(config: Config) -> list[tuple[FrobsEntityProvider, TaskSche
             previous_state_url=settings.get(
                 "previousStateUrl", "{itemUrl}/previous-state"
             ),
+            max_deletion_ratio=settings.get("maxDeletionRatio", 0.5),
+            allow_empty_source=settings.get("allowEmptySource", False),
         )
         problems += [
             f"{source}: {key}: {exc}"

@@ -58,6 +58,8 @@ _PROVIDER = {
         "dataUrl": {"type": "string", "minLength": 1},
         "itemUrl": {"type": "string", "minLength": 1},
         "previousStateUrl": {"type": "string", "minLength": 1},
+        "maxDeletionRatio": {"type": "number", "minimum": 0, "maximum": 1},
+        "allowEmptySource": {"type": "boolean"},
         "schedule": {
             "type": "object",
             "additionalProperties": False,
@@ -318,8 +320,15 @@ def _record_sources(
             _record_sources(child, at + (str(key),), path, sources)
 
 
+_SCALARS = {
+    "integer": (re.compile(r"-?\d+"), int),
+    "number": (re.compile(r"-?\d+(\.\d+)?"), float),
+    "boolean": (re.compile(r"true|false"), lambda text: text == "true"),
+}
+
+
 def _coerce(node: Any, schema: dict) -> None:
-    """Turn substituted strings like "5242880" into the integers the schema wants."""
+    """Turn substituted strings ("5242880", "0.3", "true") into the types wanted."""
     if not isinstance(node, dict):
         return
     for key, value in node.items():
@@ -328,9 +337,11 @@ def _coerce(node: Any, schema: dict) -> None:
             child = schema["additionalProperties"]
         if child is None:
             continue
-        if child.get("type") == "integer" and isinstance(value, str):
-            if re.fullmatch(r"\s*-?\d+\s*", value):
-                node[key] = int(value)
+        scalar = _SCALARS.get(child.get("type"))
+        if scalar and isinstance(value, str):
+            pattern, convert = scalar
+            if pattern.fullmatch(value.strip()):
+                node[key] = convert(value.strip())
         else:
             _coerce(value, child)
 

@@ -251,3 +251,18 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
     )
     with pytest.raises(ConfigError, match="catalog.providers.frobs.dev.*outside"):
         create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
+
+
+def test_substituted_guard_settings_become_a_number_and_a_boolean(tmp_path):
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "catalog:\n  providers:\n    frobs:\n      dev:\n"
+        "        maxDeletionRatio: ${RATIO:-0.25}\n"
+        "        allowEmptySource: ${EMPTY:-true}\n",
+    )
+    settings = load_config({"APP_CONFIG": path}, tmp_path).get("catalog.providers")
+    assert settings["frobs"]["dev"] == {
+        "maxDeletionRatio": 0.25,
+        "allowEmptySource": True,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from catalog_entities import component
 
@@ -13,6 +15,7 @@ from frobs.catalog.mutation import (
 from frobs.catalog.mutation import (
     DeltaMutation,
     FullMutation,
+    MutationRefused,
     Outcome,
 )
 from frobs.catalog.mutation import (
@@ -301,3 +304,183 @@ def test_a_failed_transaction_writes_nothing(store):
             transaction.put(_stored(candidate, "a", "u"))
             raise RuntimeError("boom")
     assert len(store.snapshot()) == 0
+
+
+def held(count: int, prefix: str = "e") -> list[D]:
+    return [D(component(f"{prefix}{i}"), "ka") for i in range(count)]
+
+
+# Each case: how many entities the provider holds, the full mutation it then
+# applies, and whether the guard refuses it.
+GUARD = {
+    "removing half of 20 is allowed": (20, FullMutation(held(10)), False),
+    "removing 11 of 20 is refused": (20, FullMutation(held(9)), True),
+    "ten or fewer held are not guarded": (10, FullMutation(held(1)), False),
+    "a higher ratio allows more": (
+        20,
+        FullMutation(held(2), max_deletion_ratio=0.9),
+        False,
+    ),
+    "no ratio turns the ratio check off": (
+        20,
+        FullMutation(held(1), max_deletion_ratio=None),
+        False,
+    ),
+    "an empty source is refused": (3, FullMutation([]), True),
+    "an empty source is allowed when said so": (
+        3,
+        FullMutation([], allow_empty_source=True, max_deletion_ratio=None),
+        False,
+    ),
+    "an empty source holding nothing is fine": (0, FullMutation([]), False),
+    "replacing every entity counts as removing them": (
+        20,
+        FullMutation(held(20, prefix="new")),
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("count, mutation, refused", GUARD.values(), ids=GUARD.keys())
+def test_mass_deletion_guard(store, count, mutation, refused):
+    if count:
+        apply_mutation(store, "a", FullMutation(held(count)))
+    before = refs(store)
+
+    if refused:
+        with pytest.raises(MutationRefused, match="nothing|empty source"):
+            apply_mutation(store, "a", mutation)
+        assert refs(store) == before
+    else:
+        apply_mutation(store, "a", mutation)
+
+
+def test_guard_message_says_why(store):
+    apply_mutation(store, "a", FullMutation(held(20)))
+    with pytest.raises(MutationRefused) as refused:
+        apply_mutation(store, "a", FullMutation(held(5)))
+    assert "would remove 15 of the 20" in str(refused.value)
+    assert "maxDeletionRatio 0.5" in str(refused.value)
+
+
+def test_removal_naming_another_location_key_is_refused(store):
+    apply_mutation(store, "a", DeltaMutation(added=[D(component("one"), "ka")]))
+    result = apply_mutation(
+        store, "a", DeltaMutation(removed=[R("component:default/one", "kb")])
+    )
+    assert outcomes(result) == {"component:default/one": "conflict"}
+    assert "component:default/one" in [r.ref for r in store.snapshot().records()]
+
+
+def test_a_full_sync_racing_a_delta_ends_in_one_of_the_two_orders(tmp_path):
+    """Whatever the interleaving, the result is full-then-delta or delta-then-full."""
+    for attempt in range(20):
+        store = FileStore(tmp_path / f"race-{attempt}")
+        apply_mutation(store, "a", FullMutation([D(component("x", "v0"), "ka")]))
+        full = FullMutation(
+            [D(component("x", "from sync"), "ka"), D(component("y", "from sync"), "ka")]
+        )
+        delta = DeltaMutation(
+            added=[D(component("x", "from event"), "ka")],
+            removed=[R("component:default/y")],
+        )
+        threads = [
+            threading.Thread(
+                target=apply_mutation, args=(FileStore(store.root), "a", m)
+            )
+            for m in (full, delta)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        final = {
+            r.ref: r.entity["metadata"]["description"]
+            for r in FileStore(store.root).snapshot().records()
+        }
+        full_then_delta = {"component:default/x": "from event"}
+        delta_then_full = {
+            "component:default/x": "from sync",
+            "component:default/y": "from sync",
+        }
+        assert final in (full_then_delta, delta_then_full), final
+
+
+def test_the_target_of_a_relation_gets_the_inverse_and_a_new_etag(store):
+    group = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Group",
+        "metadata": {**component("team-a")["metadata"]},
+        "spec": {"type": "team", "children": []},
+    }
+    apply_mutation(store, "a", DeltaMutation(added=[D(group, "ka")]))
+    snapshot = store.snapshot()
+    alone = snapshot.entity(snapshot.get("group:default/team-a"))
+    assert alone["relations"] == []
+
+    apply_mutation(store, "a", DeltaMutation(added=[D(component("svc"), "ka")]))
+    snapshot = store.snapshot()
+    owned = snapshot.entity(snapshot.get("group:default/team-a"))
+    assert owned["relations"] == [
+        {"type": "ownerOf", "targetRef": "component:default/svc"}
+    ]
+    assert owned["metadata"]["etag"] != alone["metadata"]["etag"]
+    assert owned["metadata"]["uid"] == alone["metadata"]["uid"]
+    svc = snapshot.entity(snapshot.get("component:default/svc"))
+    assert svc["relations"] == [
+        {"type": "ownedBy", "targetRef": "group:default/team-a"}
+    ]
+
+    apply_mutation(store, "a", DeltaMutation(removed=[R("component:default/svc")]))
+    snapshot = store.snapshot()
+    again = snapshot.entity(snapshot.get("group:default/team-a"))
+    assert (
+        again["relations"] == []
+        and again["metadata"]["etag"] == alone["metadata"]["etag"]
+    )
+
+
+def test_an_unparsable_reference_makes_the_entity_invalid(store):
+    entity = component("svc")
+    entity["spec"]["dependsOn"] = ["db"]  # dependsOn needs a kind
+    result = apply_mutation(store, "a", DeltaMutation(added=[D(entity, "ka")]))
+    (invalid,) = result.of(Outcome.INVALID)
+    assert "spec.dependsOn.0" in invalid.message and "kind" in invalid.message
+
+
+def test_reference_arrays_are_sorted_as_backstage_sorts_them(store):
+    entity = component("svc")
+    entity["spec"]["providesApis"] = ["zeta", "alpha"]
+    apply_mutation(store, "a", DeltaMutation(added=[D(entity, "ka")]))
+    stored = store.snapshot().get("component:default/svc").entity
+    assert stored["spec"]["providesApis"] == ["alpha", "zeta"]
+
+
+def test_provenance_says_who_wrote_an_entity_and_why(store):
+    from frobs.provenance import caused_by
+
+    with caused_by(topic="frobs.add", deliveryId="d-1"):
+        apply_mutation(
+            store, "frobs-dev", DeltaMutation(added=[D(component("x"), "k")])
+        )
+    provenance = (
+        store.snapshot().get("component:default/x").entity["metadata"]["provenance"]
+    )
+    assert provenance["provider"] == "frobs-dev"
+    assert provenance["locationKey"] == "k"
+    assert (provenance["topic"], provenance["deliveryId"]) == ("frobs.add", "d-1")
+    assert provenance["writtenAt"].endswith("+00:00")
+
+
+def test_an_unchanged_entity_keeps_the_provenance_of_its_last_write(store):
+    from frobs.provenance import caused_by
+
+    with caused_by(topic="frobs.add", deliveryId="first"):
+        apply_mutation(store, "a", DeltaMutation(added=[D(component("x"), "k")]))
+    with caused_by(task="a:refresh"):
+        apply_mutation(store, "a", FullMutation([D(component("x"), "k")]))
+    provenance = (
+        store.snapshot().get("component:default/x").entity["metadata"]["provenance"]
+    )
+    assert provenance["deliveryId"] == "first" and "task" not in provenance

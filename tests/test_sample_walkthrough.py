@@ -163,3 +163,49 @@ def test_by_name_is_case_insensitive_and_by_uid_finds_the_same_entity(app):
     assert client.get(f"/api/catalog/entities/by-uid/{uid}").get_json() == entity
     missing = client.get("/api/catalog/entities/by-uid/nope")
     assert missing.status_code == 404
+
+
+def test_provenance_is_readable_with_curl(app):
+    client = app.test_client()
+    sync(app)
+    synced = client.get("/api/catalog/entities/by-name/component/default/cart")
+    provenance = synced.get_json()["metadata"]["provenance"]
+    assert provenance["task"] == "frobs-sample:refresh"
+    assert provenance["provider"] == "frobs-sample"
+    assert provenance["locationKey"] == "frobs-provider:sample"
+
+    client.post(
+        "/api/events/http/frobs",
+        json={"type": "add", "id": "ledger"},
+        headers={"X-Request-Id": "walkthrough-1"},
+    )
+    ledger = client.get("/api/catalog/entities/by-name/component/default/ledger")
+    provenance = ledger.get_json()["metadata"]["provenance"]
+    assert (provenance["topic"], provenance["deliveryId"]) == (
+        "frobs.add",
+        "walkthrough-1",
+    )
+
+    by_event = client.get(
+        "/api/catalog/entities?filter=metadata.provenance.deliveryId=walkthrough-1"
+        "&fields=metadata.name"
+    ).get_json()
+    assert sorted(e["metadata"]["name"] for e in by_event) == ["ledger", "ledger-api"]
+
+
+def test_served_entities_carry_relations_both_ways(app):
+    client = app.test_client()
+    sync(app)
+    payments = client.get("/api/catalog/entities/by-name/component/default/payments")
+    relations = payments.get_json()["relations"]
+    assert {"type": "providesApi", "targetRef": "api:default/payments-api"} in relations
+    api = client.get(
+        "/api/catalog/entities/by-name/api/default/payments-api"
+    ).get_json()
+    assert {"type": "apiProvidedBy", "targetRef": "component:default/payments"} in api[
+        "relations"
+    ]
+    owners = client.get(
+        "/api/catalog/entities?filter=relations.ownedby=group:default/team-payments"
+    ).get_json()
+    assert "payments" in {e["metadata"]["name"] for e in owners}

@@ -105,3 +105,111 @@ def test_entity_validation_names_the_field(value, field):
         assert problems == []
     else:
         assert field in [p.field for p in problems], problems
+
+
+def of_kind(kind: str, api_version: str = "backstage.io/v1alpha1", **spec) -> dict:
+    base = entity()
+    base.update(kind=kind, apiVersion=api_version, spec=spec)
+    return base
+
+
+GOOD_SPECS = {
+    "Component": {"type": "service", "lifecycle": "production", "owner": "team-a"},
+    "API": {"type": "openapi", "lifecycle": "beta", "owner": "a", "definition": "x"},
+    "Resource": {"type": "database", "owner": "team-a"},
+    "System": {"owner": "team-a"},
+    "Domain": {"owner": "team-a"},
+    "Group": {"type": "team", "children": []},
+    "User": {"memberOf": []},
+    "Location": {},
+}
+
+KIND_CASES = {
+    **{f"a minimal {k}": (of_kind(k, **spec), None) for k, spec in GOOD_SPECS.items()},
+    "a v1beta1 Component": (
+        of_kind("Component", "backstage.io/v1beta1", **GOOD_SPECS["Component"]),
+        None,
+    ),
+    "a Template": (
+        of_kind(
+            "Template",
+            "scaffolder.backstage.io/v1beta3",
+            type="service",
+            steps=[{"action": "fetch:template"}],
+        ),
+        None,
+    ),
+    "extra spec fields are allowed": (
+        of_kind("System", owner="a", anything={"goes": 1}),
+        None,
+    ),
+    "an unknown kind": (of_kind("Frobnicator", owner="a"), "kind"),
+    "a lower-case kind": (of_kind("component", **GOOD_SPECS["Component"]), "kind"),
+    "a Template with the catalog apiVersion": (
+        of_kind("Template", type="x", steps=[]),
+        "kind",
+    ),
+    "a Component with a foreign apiVersion": (
+        of_kind("Component", "example.com/v1", **GOOD_SPECS["Component"]),
+        "kind",
+    ),
+    "a Component without an owner": (
+        of_kind("Component", type="service", lifecycle="production"),
+        "spec",
+    ),
+    "a Component with an empty type": (
+        of_kind("Component", type="", lifecycle="production", owner="a"),
+        "spec.type",
+    ),
+    "an API whose definition is an object": (
+        of_kind("API", type="o", lifecycle="l", owner="a", definition={"$text": "u"}),
+        "spec.definition",
+    ),
+    "a Group without children": (of_kind("Group", type="team"), "spec"),
+    "a User whose memberOf is a string": (
+        of_kind("User", memberOf="team-a"),
+        "spec.memberOf",
+    ),
+    "a Location with an unknown presence": (
+        of_kind("Location", presence="sometimes"),
+        "spec.presence",
+    ),
+    "a Template step without an action": (
+        of_kind("Template", "scaffolder.backstage.io/v1beta3", type="s", steps=[{}]),
+        "spec.steps.0",
+    ),
+    "a Component without spec": (
+        {k: v for k, v in of_kind("Component").items() if k != "spec"},
+        "spec",
+    ),
+    "no managed-by-location": (
+        entity(metadata__annotations={}),
+        "metadata.annotations.backstage.io/managed-by-location",
+    ),
+    "a managed-by-location that is not a location ref": (
+        entity(
+            metadata__annotations={
+                "backstage.io/managed-by-location": "https://x/y",
+                "backstage.io/managed-by-origin-location": "url:https://x/y",
+            }
+        ),
+        "metadata.annotations.backstage.io/managed-by-location",
+    ),
+    "a link that is not a URL": (
+        entity(metadata__links=[{"url": "invalid"}]),
+        "metadata.links.0.url",
+    ),
+    "a link with a blank title": (
+        entity(metadata__links=[{"url": "https://x", "title": " "}]),
+        "metadata.links.0.title",
+    ),
+}
+
+
+@pytest.mark.parametrize("value, field", KIND_CASES.values(), ids=KIND_CASES.keys())
+def test_kind_rules(value, field):
+    problems = validate_entity(value)
+    if field is None:
+        assert problems == []
+    else:
+        assert field in [p.field for p in problems], problems

@@ -24,7 +24,7 @@ from .search import (
     search_rows,
     sort_key_value,
 )
-from .store import CatalogStore, StoredEntity
+from .store import CatalogStore
 
 _LIST_PARAMETERS = {"filter", "fields", "order", "limit", "offset"}
 
@@ -43,13 +43,13 @@ class CatalogApi:
         blueprint.add_url_rule("/entities/by-uid/<uid>", "by_uid", self.by_uid)
         return blueprint
 
-    def rows(self, record: StoredEntity) -> Rows:
-        """Search rows of a record, cached until its etag changes."""
-        etag = record.entity["metadata"]["etag"]
-        cached = self._rows.get(record.ref)
+    def rows(self, ref: str, entity: dict) -> Rows:
+        """Search rows of a served entity, cached until its etag changes."""
+        etag = entity["metadata"]["etag"]
+        cached = self._rows.get(ref)
         if cached is None or cached[0] != etag:
-            cached = (etag, search_rows(record.entity))
-            self._rows[record.ref] = cached
+            cached = (etag, search_rows(entity))
+            self._rows[ref] = cached
         return cached[1]
 
     def list_entities(self):
@@ -62,38 +62,42 @@ class CatalogApi:
         limit = _integer("limit", minimum=1)
         offset = _integer("offset", minimum=0) or 0
 
-        records = [
-            r for r in self.store.snapshot().records() if matches(self.rows(r), filters)
-        ]
-        records.sort(key=lambda r: r.ref)
+        snapshot = self.store.snapshot()
+        found = []
+        for record in snapshot.records():
+            entity = snapshot.entity(record)
+            rows = self.rows(record.ref, entity)
+            if matches(rows, filters):
+                found.append((record.ref, entity, rows))
+        found.sort(key=lambda item: item[0])
         for order in reversed(orders):
-            present = [r for r in records if sort_key_value(self.rows(r), order.field)]
-            absent = [
-                r for r in records if not sort_key_value(self.rows(r), order.field)
-            ]
+            present = [i for i in found if sort_key_value(i[2], order.field)]
+            absent = [i for i in found if not sort_key_value(i[2], order.field)]
             present.sort(
-                key=lambda r: sort_key_value(self.rows(r), order.field) or "",
+                key=lambda i: sort_key_value(i[2], order.field) or "",
                 reverse=order.descending,
             )
-            records = present + absent
+            found = present + absent
 
-        page = records[offset : offset + limit if limit else None]
-        return _json([project(r.entity, fields) for r in page])
+        page = found[offset : offset + limit if limit else None]
+        return _json([project(entity, fields) for _, entity, _ in page])
 
     def by_name(self, kind: str, namespace: str, name: str):
-        record = self.store.snapshot().get(f"{kind}:{namespace}/{name}")
+        snapshot = self.store.snapshot()
+        record = snapshot.get(f"{kind}:{namespace}/{name}")
         if record is None:
             raise NotFoundError(
                 f"No entity named '{name}' found, with kind '{kind}' in namespace "
                 f"'{namespace}'"
             )
-        return _json(record.entity)
+        return _json(snapshot.entity(record))
 
     def by_uid(self, uid: str):
-        record = self.store.snapshot().by_uid(uid)
+        snapshot = self.store.snapshot()
+        record = snapshot.by_uid(uid)
         if record is None:
             raise NotFoundError(f"No entity with uid {uid}")
-        return _json(record.entity)
+        return _json(snapshot.entity(record))
 
 
 def _integer(name: str, minimum: int) -> int | None:

@@ -88,10 +88,13 @@ def apply_mutation(
     candidates, named = _prepare(mutation.entities if full else mutation.added, result)
 
     with store.transaction() as transaction:
+        gone = _missing(transaction, source, mutation, named) if full else []
         for candidate in candidates:
             result.results.append(_upsert(transaction, source, candidate))
         if full:
-            _remove_missing(transaction, source, mutation, named, result)
+            for ref in gone:
+                transaction.delete(ref)
+                result.results.append(EntityResult(ref, Outcome.REMOVED))
         else:
             _remove_listed(transaction, source, mutation, named, result)
 
@@ -122,7 +125,9 @@ def _prepare(
         if problems:
             if ref:
                 named.add(ref)
-            message = "; ".join(map(str, problems))
+            message = f"{ref or 'an entity without kind and name'}: " + "; ".join(
+                map(str, problems)
+            )
             result.results.append(
                 EntityResult(ref or "(unnamed)", Outcome.INVALID, message)
             )
@@ -133,7 +138,8 @@ def _prepare(
                 EntityResult(
                     ref,
                     Outcome.INVALID,
-                    "named more than once in one mutation; the first was applied",
+                    f"{ref}: named more than once in one mutation; the first was "
+                    "applied",
                 )
             )
             continue
@@ -225,19 +231,17 @@ def _upsert(
     )
 
 
-def _remove_missing(
+def _missing(
     transaction: StoreTransaction,
     source: str,
     mutation: FullMutation,
     named: set[str],
-    result: MutationResult,
-) -> None:
+) -> list[str]:
+    """What a full mutation removes: what the provider holds and no longer names."""
     held = [r.ref for r in transaction.records() if r.source == source]
     gone = [ref for ref in held if ref not in named]
     _guard(source, mutation, len(held), len(gone))
-    for ref in gone:
-        transaction.delete(ref)
-        result.results.append(EntityResult(ref, Outcome.REMOVED))
+    return gone
 
 
 def _guard(source: str, mutation: FullMutation, held: int, gone: int) -> None:
@@ -329,4 +333,4 @@ def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
         counts or "nothing",
     )
     for item in result.of(Outcome.INVALID):
-        logger.warning("Refused %s from %s: %s", item.ref, source, item.message)
+        logger.warning("Refused an entity from %s: %s", source, item.message)

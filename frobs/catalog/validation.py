@@ -238,7 +238,8 @@ def is_location_ref(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     kind, sep, target = value.partition(":")
-    return bool(sep and kind and target)
+    # A bare URL is not a location ref: Backstage asks for the url: prefix.
+    return bool(sep and kind and target) and kind not in ("http", "https")
 
 
 def _link_problems(field: str, link: Any) -> list[Problem]:

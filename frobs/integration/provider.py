@@ -59,6 +59,8 @@ class FrobsProviderSettings:
     data_url: str = DEFAULT_DATA_URL
     item_url: str = DEFAULT_ITEM_URL
     previous_state_url: str = "{itemUrl}/previous-state"
+    max_deletion_ratio: float = 0.5
+    allow_empty_source: bool = False
 
     def data(self) -> str:
         return self.data_url.replace("{env}", self.env)
@@ -171,7 +173,12 @@ class FrobsEntityProvider(EntityProvider):
                 "%s full sync was cancelled before applying", self.get_provider_name()
             )
             return None
-        return self._apply(FullMutation(entities), entities)
+        mutation = FullMutation(
+            entities,
+            max_deletion_ratio=self.settings.max_deletion_ratio,
+            allow_empty_source=self.settings.allow_empty_source,
+        )
+        return self._apply(mutation, entities)
 
     def _apply(self, mutation, entities: list[DeferredEntity]) -> MutationResult:
         """Apply, then name the frob behind each refused entity."""
