@@ -44,6 +44,10 @@ class ConflictError(ServiceError):
     status = 409
 
 
+class RefusedError(ConflictError):
+    """An operation refused whole, on purpose, by a guard: nothing was changed."""
+
+
 class PayloadTooLargeError(ServiceError):
     name = "PayloadTooLargeError"
     status = 413

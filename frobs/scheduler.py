@@ -31,6 +31,7 @@ import schedule
 from croniter import croniter
 from filelock import FileLock, Timeout
 
+from .errors import RefusedError
 from .provenance import caused_by
 
 logger = logging.getLogger(__name__)
@@ -159,9 +160,12 @@ class Scheduler:
             except Exception as exc:
                 if cancelled.is_set():
                     return
-                run.outcome = "failed"
+                run.outcome = "refused" if isinstance(exc, RefusedError) else "failed"
                 run.error = f"{type(exc).__name__}: {exc}"
-                logger.exception("Task %s failed", task.id)
+                if run.outcome == "refused":
+                    logger.warning("Task %s was refused: %s", task.id, exc)
+                else:
+                    logger.exception("Task %s failed", task.id)
 
         worker = threading.Thread(target=body, name=f"task-{task.id}", daemon=True)
         worker.start()

@@ -16,10 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..errors import ConflictError
+from ..errors import RefusedError
 
 
-class MutationRefused(ConflictError):
+class MutationRefused(RefusedError):
     """A mutation refused whole; nothing of it was applied."""
 
 
