@@ -25,9 +25,10 @@ from .config import Config, ConfigError, load_config
 from .durations import parse_duration
 from .errors import ServiceError, error_envelope
 from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
-from .events.router import EventRouter
+from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
+from .events.webhook_security import SENDER_TOPICS, topic_validators
 from .integration.provider import (
     DEFAULT_DATA_URL,
     DEFAULT_ITEM_URL,
@@ -112,10 +113,15 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
 
 def build_runtime(config: Config) -> Runtime:
     events = EventsService()
-    topics = config.get("events.http.topics", [FROBS_TOPIC])
+    validators = topic_validators(config)
+    topics = list(config.get("events.http.topics", [FROBS_TOPIC]))
+    topics += [t for t in SENDER_TOPICS if t in validators and t not in topics]
     ingress = HttpIngress(
         events, topics, config.get("events.http.maxBodyBytes", DEFAULT_MAX_BODY_BYTES)
     )
+    for topic, guards in validators.items():
+        for validator in guards:
+            ingress.add_validator(topic, validator)
     store_path = Path(config.get("catalog.store.path", "./data"))
     store = _store(config, store_path)
     runtime = Runtime(
@@ -133,6 +139,8 @@ def build_runtime(config: Config) -> Runtime:
             runtime.routers.append(router)
     if FROBS_TOPIC in topics:
         ingress.add_payload_check(FROBS_TOPIC, check_frobs_payload)
+    if "gitlab" in topics:
+        ingress.add_payload_check("gitlab", require_json_object)
 
     for provider, task_schedule in _frobs_providers(config):
         provider.connect(EntityProviderConnection(store, provider.get_provider_name()))

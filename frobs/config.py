@@ -72,6 +72,23 @@ _PROVIDER = {
     },
 }
 
+_SECRETS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+
+_SIGNATURE = {
+    "type": "object",
+    "required": ["type", "secrets"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["hmac", "standard-webhooks"]},
+        "secrets": _SECRETS,
+        "header": {"type": "string", "pattern": "^[A-Za-z0-9-]+$"},
+        "algorithm": {"enum": ["sha1", "sha256", "sha512"]},
+        "prefix": {"type": "string"},
+        "encoding": {"enum": ["hex", "base64"]},
+        "toleranceSeconds": {"type": "integer", "minimum": 1},
+    },
+}
+
 _SECRET_MODULE = {
     "type": "object",
     "additionalProperties": False,
@@ -95,6 +112,11 @@ SCHEMA: dict[str, Any] = {
                             "items": {"type": "string", "pattern": NAME_PATTERN},
                         },
                         "maxBodyBytes": {"type": "integer", "minimum": 1},
+                        "signatures": {
+                            "type": "object",
+                            "propertyNames": {"pattern": NAME_PATTERN},
+                            "additionalProperties": _SIGNATURE,
+                        },
                     },
                 },
                 "modules": {
@@ -389,8 +411,8 @@ def _file_of(config: Config, key: str) -> str:
 
 
 def _semantic_problems(config: Config) -> list[str]:
-    """Checks the schema cannot express: the durations of each schedule."""
-    problems = []
+    """Checks the schema cannot express: durations, and signatures' topics."""
+    problems = _signature_problems(config)
     providers = config.get("catalog.providers.frobs", {}) or {}
     for env, settings in providers.items():
         for name, value in ((settings or {}).get("schedule") or {}).items():
@@ -402,6 +424,29 @@ def _semantic_problems(config: Config) -> list[str]:
                 parse_duration(value)
             except ValueError as exc:
                 problems.append(f"{_file_of(config, key)}: {key}: {exc}")
+    return problems
+
+
+def _signature_problems(config: Config) -> list[str]:
+    problems = []
+    topics = config.get("events.http.topics", ["frobs"])
+    for topic, settings in (config.get("events.http.signatures") or {}).items():
+        key = f"events.http.signatures.{topic}"
+        if topic not in topics:
+            problems.append(
+                f"{_file_of(config, key)}: {key}: topic {topic!r} is not in "
+                "events.http.topics"
+            )
+        if settings["type"] == "hmac" and "header" not in settings:
+            problems.append(
+                f"{_file_of(config, key)}: {key}: an hmac signature needs the header "
+                "that carries it (header: x-signature)"
+            )
+        if not any(settings["secrets"]):
+            problems.append(
+                f"{_file_of(config, key)}: {key}.secrets: every secret is empty; set "
+                "the environment variables they name"
+            )
     return problems
 
 

@@ -6,8 +6,9 @@ A parser is looked up by media type.  The only method to implement is
 ``UnsupportedMediaTypeError`` (an encoding it cannot handle).  Parsers are pure
 functions of their input, so any number of threads may share one.
 
-JSON is the built-in: ``application/json`` and any ``application/*+json`` type,
-with the ``charset`` parameter honoured (UTF-8 by default).
+JSON is the built-in: ``application/json`` and any ``application/<name>+json``
+type, with the ``charset`` parameter honoured (UTF-8 by default), and GitHub's
+form-encoded deliveries, whose ``payload`` field holds the JSON document.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from typing import Any, Mapping
+from urllib.parse import parse_qs
 
 from ..errors import InputError, UnsupportedMediaTypeError
 
@@ -81,12 +83,36 @@ class JsonBodyParser(BodyParser):
             raise InputError("The request body is nested too deeply") from None
 
 
+class FormPayloadParser(BodyParser):
+    """GitHub's form-encoded deliveries: the JSON document in a ``payload`` field."""
+
+    def __init__(self, json_parser: JsonBodyParser) -> None:
+        self.json_parser = json_parser
+
+    def parse(self, raw: bytes, media_type: str, options: Mapping[str, str]) -> Any:
+        try:
+            fields = parse_qs(raw.decode("ascii"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise InputError(
+                "A form-encoded body must be ASCII (percent-encoded)"
+            ) from None
+        payload = fields.get("payload")
+        if not payload or len(payload) != 1:
+            raise UnsupportedMediaTypeError(
+                "A form-encoded body must carry a JSON document in one 'payload' "
+                "field; otherwise send application/json"
+            )
+        return self.json_parser.parse(payload[0].encode(), "application/json", {})
+
+
 class BodyParsers:
     """The parsers known to the ingress, by media type."""
 
     def __init__(self) -> None:
-        self._by_type: dict[str, BodyParser] = {}
         self.json = JsonBodyParser()
+        self._by_type: dict[str, BodyParser] = {
+            "application/x-www-form-urlencoded": FormPayloadParser(self.json)
+        }
 
     def add(self, media_type: str, parser: BodyParser) -> None:
         self._by_type[media_type.lower()] = parser

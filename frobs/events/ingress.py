@@ -60,9 +60,12 @@ class HttpIngress:
         self.parsers = BodyParsers()
         self._validators: dict[str, list[RequestValidator]] = {}
         self._payload_checks: dict[str, list[PayloadCheck]] = {}
+        self._secret_headers: set[str] = set()
 
     def add_validator(self, topic: str, validator: RequestValidator) -> None:
+        """Check each request on ``topic``; its ``secret_headers`` are never kept."""
         self._validators.setdefault(topic, []).append(validator)
+        self._secret_headers.update(validator.secret_headers)
 
     def add_payload_check(self, topic: str, check: "PayloadCheck") -> None:
         """``check(payload)`` raises ``InputError`` for a payload the topic refuses."""
@@ -113,7 +116,9 @@ class HttpIngress:
         payload = parser.parse(raw, media_type, options)
         for check in self._payload_checks.get(topic, []):
             check(payload)
-        params = EventParams(topic, payload, safe_metadata(headers))
+        params = EventParams(
+            topic, payload, safe_metadata(headers, self._secret_headers)
+        )
         self.events.publish(params)
         logger.info(
             "Accepted event on topic %s, delivery %s (%d bytes)",

@@ -8,7 +8,7 @@ before an event is built, so nothing downstream can store, route or log them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 #: Headers that carry credentials or signatures and must never travel with an event.
 SECRET_HEADERS = frozenset(
@@ -35,12 +35,15 @@ class EventParams:
         return replace(self, topic=topic)
 
 
-def safe_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+def safe_metadata(
+    headers: Mapping[str, str], also_drop: Iterable[str] = ()
+) -> dict[str, str]:
     """Lower-case header names and drop every credential or signature header."""
+    dropped = SECRET_HEADERS | {name.lower() for name in also_drop}
     kept = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in SECRET_HEADERS or "signature" in lowered:
+        if lowered in dropped or "signature" in lowered or "token" in lowered:
             continue
         kept[lowered] = value
     return kept

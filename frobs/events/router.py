@@ -18,6 +18,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Iterable
 
+from ..errors import InputError
 from .params import EventParams
 from .service import EventsService
 
@@ -101,3 +102,11 @@ class HeaderRouter(SubTopicEventRouter):
 
     def determine_sub_topic(self, params: EventParams) -> str | None:
         return params.metadata.get(self.header)
+
+
+def require_json_object(payload: object) -> None:
+    """A payload check for topics routed by a payload field: an object is needed."""
+    if not isinstance(payload, dict):
+        raise InputError(
+            f"The body must be a JSON object, not {type(payload).__name__}"
+        )

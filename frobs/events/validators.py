@@ -29,6 +29,9 @@ class Rejection:
 
 
 class RequestValidator(ABC):
+    #: Headers carrying this validator's secrets or signatures; never kept.
+    secret_headers: tuple[str, ...] = ()
+
     @abstractmethod
     def validate(self, details: RequestDetails) -> Rejection | None:
         """None to accept the request, a ``Rejection`` to refuse it."""

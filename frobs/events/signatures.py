@@ -1,0 +1,177 @@
+"""Signature and token validators for the senders people use.
+
+- ``HmacSignatureValidator``: an HMAC of the raw body in one header, with a
+  configurable algorithm (sha1, sha256, sha512), prefix (``sha256=``) and encoding
+  (hex or base64), checked against several secrets at once so a secret can be
+  rotated without refusing deliveries.  GitHub's ``x-hub-signature-256`` is this
+  with ``sha256=`` and hex (``github_signature_validator``).
+- ``TokenValidator``: a shared token in a header, GitLab's ``x-gitlab-token``.
+- ``StandardWebhooksValidator``: the Standard Webhooks scheme (``webhook-id``,
+  ``webhook-timestamp``, ``webhook-signature``), with a timestamp tolerance.
+
+Every comparison is constant-time (``hmac.compare_digest``) and every HMAC is
+computed over the bytes exactly as received.  A refusal says what was wrong with
+the request, never a secret or an expected value; validators hold no mutable state
+and may be shared by all threads of a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from typing import Callable, Iterable
+
+from .validators import Rejection, RequestDetails, RequestValidator
+
+ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+INVALID_SIGNATURE = Rejection(403, {"message": "invalid signature"})
+
+
+def _secrets(secrets: Iterable[str]) -> list[bytes]:
+    kept = [s.encode() for s in secrets if s]
+    if not kept:
+        raise ValueError("a validator needs at least one non-empty secret")
+    return kept
+
+
+class HmacSignatureValidator(RequestValidator):
+    def __init__(
+        self,
+        header: str,
+        secrets: Iterable[str],
+        algorithm: str = "sha256",
+        prefix: str = "",
+        encoding: str = "hex",
+    ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown HMAC algorithm {algorithm!r}")
+        if encoding not in ("hex", "base64"):
+            raise ValueError(f"unknown signature encoding {encoding!r}")
+        self.header = header.lower()
+        self.secrets = _secrets(secrets)
+        self.digest = ALGORITHMS[algorithm]
+        self.prefix = prefix
+        self.encoding = encoding
+        self.secret_headers = (self.header,)
+
+    def validate(self, details: RequestDetails) -> Rejection | None:
+        signature = self._decoded(details.headers.get(self.header, ""))
+        if signature is None:
+            return INVALID_SIGNATURE
+        for secret in self.secrets:
+            expected = hmac.new(secret, details.raw_body, self.digest).digest()
+            if hmac.compare_digest(expected, signature):
+                return None
+        return INVALID_SIGNATURE
+
+    def _decoded(self, value: str) -> bytes | None:
+        if not value.startswith(self.prefix):
+            return None
+        text = value[len(self.prefix) :].strip()
+        try:
+            if self.encoding == "hex":
+                return bytes.fromhex(text) if text else None
+            return base64.b64decode(text, validate=True) if text else None
+        except (ValueError, binascii.Error):
+            return None
+
+
+def github_signature_validator(secret: str) -> HmacSignatureValidator:
+    """GitHub's ``x-hub-signature-256``: ``sha256=`` and the hex HMAC-SHA256."""
+    return HmacSignatureValidator(
+        "x-hub-signature-256", [secret], algorithm="sha256", prefix="sha256="
+    )
+
+
+class TokenValidator(RequestValidator):
+    """A shared secret sent as is in a header, as GitLab does."""
+
+    def __init__(self, header: str, tokens: Iterable[str]) -> None:
+        self.header = header.lower()
+        self.tokens = _secrets(tokens)
+        self.secret_headers = (self.header,)
+
+    def validate(self, details: RequestDetails) -> Rejection | None:
+        given = details.headers.get(self.header, "").encode()
+        # Compare with every token, so the time taken says nothing about which.
+        matched = [hmac.compare_digest(given, token) for token in self.tokens]
+        return None if any(matched) else Rejection(403, {"message": "invalid token"})
+
+
+def gitlab_token_validator(token: str) -> TokenValidator:
+    return TokenValidator("x-gitlab-token", [token])
+
+
+class StandardWebhooksValidator(RequestValidator):
+    """Standard Webhooks: HMAC-SHA256 of ``id.timestamp.body``, base64, ``v1,`` each.
+
+    Secrets are given as Standard Webhooks writes them (``whsec_`` and base64);
+    a delivery older or newer than ``tolerance`` seconds is refused, so a captured
+    request cannot be replayed later.
+    """
+
+    secret_headers = ("webhook-signature",)
+
+    def __init__(
+        self,
+        secrets: Iterable[str],
+        tolerance: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = [self._key(s) for s in _secrets(secrets)]
+        self.tolerance = tolerance
+        self.clock = clock
+
+    @staticmethod
+    def _key(secret: bytes) -> bytes:
+        text = secret.decode()
+        if text.startswith("whsec_"):
+            text = text[len("whsec_") :]
+        try:
+            return base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError(
+                "a Standard Webhooks secret must be base64, optionally after whsec_"
+            ) from None
+
+    def validate(self, details: RequestDetails) -> Rejection | None:
+        headers = details.headers
+        message_id = headers.get("webhook-id", "")
+        timestamp = headers.get("webhook-timestamp", "")
+        if not message_id or not timestamp.isdigit():
+            return Rejection(
+                403, {"message": "webhook-id and webhook-timestamp are required"}
+            )
+        if abs(self.clock() - int(timestamp)) > self.tolerance:
+            return Rejection(
+                403,
+                {
+                    "message": "webhook-timestamp is more than "
+                    f"{self.tolerance} seconds away from this server's clock"
+                },
+            )
+
+        signed = f"{message_id}.{timestamp}.".encode() + details.raw_body
+        given = self._signatures(headers.get("webhook-signature", ""))
+        for key in self.keys:
+            expected = hmac.new(key, signed, hashlib.sha256).digest()
+            if any(hmac.compare_digest(expected, signature) for signature in given):
+                return None
+        return INVALID_SIGNATURE
+
+    @staticmethod
+    def _signatures(header: str) -> list[bytes]:
+        signatures = []
+        for entry in header.split():
+            version, _, value = entry.partition(",")
+            if version != "v1":
+                continue
+            try:
+                signatures.append(base64.b64decode(value, validate=True))
+            except (ValueError, binascii.Error):
+                continue
+        return signatures
