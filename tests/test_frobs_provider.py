@@ -11,6 +11,7 @@ from frobs.catalog.mutation import DeferredEntity, DeltaMutation
 from frobs.catalog.provider import EntityProviderConnection
 from frobs.config import load_config
 from frobs.integration.mapping import entity_from_frob
+from frobs.reading import ReadRefused
 
 
 def frob(frob_id: str, **fields) -> dict:
@@ -133,3 +134,13 @@ def test_a_conflict_with_another_provider_is_counted_in_the_sync(source):
         "/api/catalog/entities/by-name/component/default/shared"
     )
     assert shared.get_json()["metadata"]["provenance"]["locationKey"] == "other-key"
+
+
+def test_a_source_url_outside_the_allow_list_is_refused_and_logged(source, caplog):
+    write_listing(source, [frob("f0")])
+    app = make_app(source)
+    provider = app.extensions["frobs"].providers[0]
+    with pytest.raises(ReadRefused):
+        provider._read("https://not-allowed.example.com/x")
+    assert "frobs-dev refused to read https://not-allowed.example.com/x" in caplog.text
+    assert "backend.reading.allow" in caplog.text

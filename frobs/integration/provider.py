@@ -37,7 +37,7 @@ from ..catalog.mutation import (
 from ..catalog.provider import EntityProvider, EntityProviderConnection
 from ..events.params import EventParams
 from ..events.service import EventsService
-from ..reading import SourceNotFound, UrlReader
+from ..reading import ReadFailed, ReadRefused, SourceNotFound, UrlReader
 from .mapping import (
     ID_ANNOTATION,
     FrobError,
@@ -166,7 +166,7 @@ class FrobsEntityProvider(EntityProvider):
 
     def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
         url = self.settings.data()
-        frobs = parse_document(self.reader.read(url), url)
+        frobs = parse_document(self._read(url), url)
         entities = self._entities(frobs, url)
         if cancelled.is_set():
             logger.warning(
@@ -202,11 +202,28 @@ class FrobsEntityProvider(EntityProvider):
 
     # Reading and mapping
 
+    def _read(self, url: str) -> bytes:
+        """Read from the source; a refusal or failure is logged with the reason."""
+        try:
+            return self.reader.read(url)
+        except SourceNotFound:
+            raise
+        except ReadRefused as exc:
+            logger.warning(
+                "%s refused to read %s: %s", self.get_provider_name(), url, exc
+            )
+            raise
+        except ReadFailed as exc:
+            logger.warning(
+                "%s could not read %s: %s", self.get_provider_name(), url, exc
+            )
+            raise
+
     def _read_frob(
         self, url: str, frob_id: str, missing_ok: bool = False
     ) -> list[DeferredEntity] | None:
         try:
-            raw = self.reader.read(url)
+            raw = self._read(url)
         except SourceNotFound:
             if not missing_ok:
                 logger.warning(
