@@ -132,7 +132,7 @@ class HttpUrlReader(UrlReader):
 
     def _body(self, response: requests.Response, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if re.fullmatch(r"[0-9]{1,18}", declared) and int(declared) > self.max_bytes:
             raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
         chunks, size = [], 0
         try:

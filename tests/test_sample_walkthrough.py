@@ -142,6 +142,7 @@ BAD_QUERIES = {
     "a limit in other digits": "limit=%D9%A3",
     "a limit with a space": "limit=%203",
     "a limit given twice": "limit=1&limit=2",
+    "a limit of 5000 digits": "limit=" + "9" * 5000,
     "an array field": "fields=metadata.tags[0]",
 }
 

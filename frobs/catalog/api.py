@@ -106,7 +106,7 @@ def _integer(name: str, minimum: int) -> int | None:
         return None
     if len(given) > 1:
         raise InputError(f"request/query/{name} must be given once")
-    if not re.fullmatch(r"-?[0-9]+", given[0]):
+    if not re.fullmatch(r"-?[0-9]{1,15}", given[0]):
         raise InputError(f"request/query/{name} must be integer")
     value = int(given[0])
     if value < minimum:
