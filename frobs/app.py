@@ -95,6 +95,7 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
 
     app = Flask("frobs")
     app.json.sort_keys = False
+    app.json.mimetype = "application/json; charset=utf-8"
     app.extensions["frobs"] = runtime
     app.register_blueprint(runtime.ingress.blueprint(), url_prefix="/api/events")
     app.register_blueprint(

@@ -91,7 +91,8 @@ def test_a_null_name_means_the_id():
 
 BAD_FROBS = {
     "not an object": (["id", "a"], "JSON object"),
-    "no id": ({"name": "a"}, "id is required"),
+    "no id": ({"name": "a"}, "id must be a frob id"),
+    "an id that is not a DNS label": ({"id": "X-Upper"}, "id must be a frob id"),
     "empty name": ({"id": "a", "name": ""}, "name"),
     "numeric name": ({"id": "a", "name": 5}, "name"),
     "spec not an object": ({"id": "a", "spec": []}, "spec"),

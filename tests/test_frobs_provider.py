@@ -41,7 +41,8 @@ def make_app(source, **provider):
         f"catalog:\n  store:\n    path: {source.parent / 'store'}\n"
         "  providers:\n    frobs:\n      dev:\n"
         "        dataUrl: file:data.json\n"
-        "        itemUrl: file:frobs/{id}.json\n" + settings
+        "        itemUrl: file:frobs/{id}.json\n"
+        "        previousStateUrl: file:frobs/{id}.previous.json\n" + settings
     )
     config = load_config({"APP_CONFIG": str(source / "app.yaml")}, source)
     return create_app(config, start_background=False)
@@ -144,3 +145,96 @@ def test_a_source_url_outside_the_allow_list_is_refused_and_logged(source, caplo
         provider._read("https://not-allowed.example.com/x")
     assert "frobs-dev refused to read https://not-allowed.example.com/x" in caplog.text
     assert "backend.reading.allow" in caplog.text
+
+
+def write_frob(source, frob_id: str, frobs: list[dict], previous: list | None = None):
+    (source / "frobs" / f"{frob_id}.json").write_text(json.dumps({"frobs": frobs}))
+    if previous is not None:
+        path = source / "frobs" / f"{frob_id}.previous.json"
+        path.write_text(json.dumps({"frobs": previous}))
+
+
+def send(app, event_type: str, frob_id: str):
+    response = app.test_client().post(
+        "/api/events/http/frobs", json={"type": event_type, "id": frob_id}
+    )
+    assert response.status_code == 202
+
+
+def entity(app, name: str) -> dict | None:
+    response = app.test_client().get(
+        f"/api/catalog/entities/by-name/component/default/{name}"
+    )
+    return response.get_json() if response.status_code == 200 else None
+
+
+def test_a_frob_cannot_take_another_frobs_entity_by_case(source, caplog):
+    write_listing(source, [frob("svc-a", description="mine")])
+    app = make_app(source)
+    sync(app)
+    uid = entity(app, "svc-a")["metadata"]["uid"]
+
+    write_frob(source, "svc-a-upper", [frob("svc-a-upper", name="SVC-A")])
+    send(app, "add", "svc-a-upper")
+    send(app, "delete", "svc-a-upper")
+
+    kept = entity(app, "svc-a")
+    assert kept["metadata"]["uid"] == uid
+    assert kept["metadata"]["description"] == "mine"
+    assert "frob svc-a-upper names component:default/svc-a" in caplog.text
+    assert "belongs to frob svc-a" in caplog.text
+
+
+def test_in_a_listing_the_first_frob_to_name_an_entity_keeps_it(source, caplog):
+    write_listing(
+        source,
+        [frob("first", name="twin", description="1"), frob("second", name="TWIN")],
+    )
+    app = make_app(source)
+    run = sync(app)
+    assert run.summary["added"] == 1 and run.summary["conflict"] == 1
+    assert entity(app, "twin")["metadata"]["description"] == "1"
+    assert "frob second names component:default/twin" in caplog.text
+
+
+def test_an_invalid_first_entry_does_not_block_a_valid_second_one(source, caplog):
+    write_listing(
+        source,
+        [frob("dupa", name="twin2", lifecycle=None), frob("dupa", name="twin2")],
+    )
+    app = make_app(source)
+    run = sync(app)
+    assert run.summary["added"] == 1 and run.summary["invalid"] == 1
+    assert entity(app, "twin2") is not None
+    assert "refused frob dupa" in caplog.text and "spec.lifecycle" in caplog.text
+
+
+def test_a_frob_renamed_to_an_invalid_name_keeps_its_last_good_entity(source):
+    write_listing(source, [frob("svc-b")])
+    app = make_app(source)
+    sync(app)
+    write_frob(source, "svc-b", [frob("svc-b", name="svc b")], previous=[frob("svc-b")])
+
+    send(app, "modify", "svc-b")
+
+    assert entity(app, "svc-b") is not None
+
+
+def test_a_valid_rename_removes_the_old_name(source):
+    write_listing(source, [frob("svc-c")])
+    app = make_app(source)
+    sync(app)
+    write_frob(
+        source, "svc-c", [frob("svc-c", name="svc-c2")], previous=[frob("svc-c")]
+    )
+
+    send(app, "modify", "svc-c")
+
+    assert entity(app, "svc-c") is None and entity(app, "svc-c2") is not None
+
+
+def test_frobs_that_cannot_be_mapped_are_counted_as_invalid(source):
+    write_listing(source, [frob("ok"), frob("bad", spec="nope"), frob("Not-A-Label")])
+    app = make_app(source)
+    run = sync(app)
+    assert run.summary["added"] == 1 and run.summary["invalid"] == 2

@@ -87,6 +87,8 @@ ENVELOPES = {
     "an unknown root key": (entity(status={}), "status"),
     "spec not an object": (entity(spec=[]), "spec"),
     "a tag with upper case": (entity(metadata__tags=["Java"]), "metadata.tags.0"),
+    "an empty title": (entity(metadata__title=""), "metadata.title"),
+    "an empty description is fine": (entity(metadata__description=""), None),
     "a label value with a slash": (
         entity(metadata__labels={"team": "a/b"}),
         "metadata.labels.team",
@@ -155,7 +157,7 @@ KIND_CASES = {
     ),
     "a Component without an owner": (
         of_kind("Component", type="service", lifecycle="production"),
-        "spec",
+        "spec.owner",
     ),
     "a Component with an empty type": (
         of_kind("Component", type="", lifecycle="production", owner="a"),
@@ -165,7 +167,7 @@ KIND_CASES = {
         of_kind("API", type="o", lifecycle="l", owner="a", definition={"$text": "u"}),
         "spec.definition",
     ),
-    "a Group without children": (of_kind("Group", type="team"), "spec"),
+    "a Group without children": (of_kind("Group", type="team"), "spec.children"),
     "a User whose memberOf is a string": (
         of_kind("User", memberOf="team-a"),
         "spec.memberOf",
@@ -176,7 +178,7 @@ KIND_CASES = {
     ),
     "a Template step without an action": (
         of_kind("Template", "scaffolder.backstage.io/v1beta3", type="s", steps=[{}]),
-        "spec.steps.0",
+        "spec.steps.0.action",
     ),
     "a Component without spec": (
         {k: v for k, v in of_kind("Component").items() if k != "spec"},

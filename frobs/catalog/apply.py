@@ -32,6 +32,7 @@ mutations from other threads or workers never interleave with it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -57,6 +58,7 @@ from .mutation import (
     MutationResult,
     Outcome,
 )
+from .problem import Problem
 from .relations import sort_spec_arrays, spec_relations
 from .store import CatalogStore, StoredEntity, StoreTransaction
 from .validation import validate_entity
@@ -73,6 +75,7 @@ class _Candidate:
     entity: dict
     location_key: str | None
     relations: list[dict]
+    item: int | None = None
 
 
 def apply_mutation(
@@ -109,42 +112,61 @@ def content_hash(entity: dict) -> str:
     return hashlib.sha1(encoded.encode()).hexdigest()
 
 
+def entity_problems(entity: object) -> list[Problem]:
+    """Every reason the catalog would refuse ``entity``; empty when it may be stored."""
+    return _checked(entity)[2]
+
+
+def _checked(entity: object) -> tuple[dict | None, list[dict], list[Problem]]:
+    """The entity as it would be stored, its relations, and its problems."""
+    problems = validate_entity(entity)
+    if problems:
+        return None, [], problems
+    normalized = _normalized(entity)  # type: ignore[arg-type]
+    relations, problems = spec_relations(normalized)
+    return normalized, relations, problems
+
+
 def _prepare(
     items: list[DeferredEntity], result: MutationResult
 ) -> tuple[list[_Candidate], set[str]]:
-    """Validate each entity; return the acceptable ones and every ref named."""
+    """Validate each entity; return the acceptable ones and every ref named.
+
+    A ref whose entity is invalid is still named, so a full mutation keeps the
+    version already stored; it does not stop a later valid entity with that ref.
+    """
     candidates = []
     named: set[str] = set()
-    for item in items:
+    accepted: set[str] = set()
+    for index, item in enumerate(items):
         ref = _best_ref(item.entity)
-        problems = validate_entity(item.entity)
-        relations: list[dict] = []
-        if not problems:
-            entity = _normalized(item.entity)
-            relations, problems = spec_relations(entity)
-        if problems:
-            if ref:
-                named.add(ref)
+        entity, relations, problems = _checked(item.entity)
+        if ref:
+            named.add(ref)
+        if problems or entity is None:
             message = f"{ref or 'an entity without kind and name'}: " + "; ".join(
                 map(str, problems)
             )
             result.results.append(
-                EntityResult(ref or "(unnamed)", Outcome.INVALID, message)
+                EntityResult(ref or "(unnamed)", Outcome.INVALID, message, item=index)
             )
             continue
 
-        if ref in named:
+        if ref in accepted:
             result.results.append(
                 EntityResult(
                     ref,
                     Outcome.INVALID,
                     f"{ref}: named more than once in one mutation; the first was "
                     "applied",
+                    item=index,
                 )
             )
             continue
-        named.add(ref)
-        candidates.append(_Candidate(ref, entity, item.location_key, relations))
+        accepted.add(ref)
+        candidates.append(
+            _Candidate(ref, entity, item.location_key, relations, item=index)
+        )
     return candidates, named
 
 
@@ -192,6 +214,13 @@ def _stored(
 
 
 def _upsert(
+    transaction: StoreTransaction, source: str, candidate: _Candidate
+) -> EntityResult:
+    result = _upserted(transaction, source, candidate)
+    return dataclasses.replace(result, item=candidate.item)
+
+
+def _upserted(
     transaction: StoreTransaction, source: str, candidate: _Candidate
 ) -> EntityResult:
     ref, location_key = candidate.ref, candidate.location_key
@@ -333,4 +362,5 @@ def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
         counts or "nothing",
     )
     for item in result.of(Outcome.INVALID):
-        logger.warning("Refused an entity from %s: %s", source, item.message)
+        # Providers log refusals with their own context (which frob, which file).
+        logger.info("Refused an entity from %s: %s", source, item.message)

@@ -13,6 +13,7 @@ Backstage.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -173,10 +174,7 @@ def kind_problems(entity: dict) -> list[Problem]:
     if "spec" not in entity:
         return [Problem("spec", f"is required for kind {kind}")]
     return [
-        Problem(
-            ".".join(["spec", *map(str, error.absolute_path)]),
-            _message(error),
-        )
+        Problem(_field(error), _message(error))
         for error in sorted(
             _VALIDATORS[kind.lower()].iter_errors(entity["spec"]),
             key=lambda e: list(map(str, e.absolute_path)),
@@ -197,9 +195,18 @@ _KIND_NAMES = {
 }
 
 
+def _field(error: jsonschema.ValidationError) -> str:
+    path = ["spec", *map(str, error.absolute_path)]
+    if error.validator == "required":
+        missing = re.match(r"'(.+)' is a required property", error.message)
+        if missing:
+            path.append(missing.group(1))
+    return ".".join(path)
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
-        return f"must have the field {error.message.split(' ')[0]}"
+        return "is required"
     if error.validator == "minLength":
         return "must not be empty"
     if error.validator == "type":

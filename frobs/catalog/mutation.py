@@ -70,10 +70,13 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class EntityResult:
+    """What became of one entity; ``item`` is its index among the incoming ones."""
+
     ref: str
     outcome: Outcome
     message: str = ""
     held_by: str | None = None
+    item: int | None = None
 
     def as_dict(self) -> dict:
         data = {"entityRef": self.ref, "outcome": self.outcome.value}

@@ -4,7 +4,7 @@ An entity is flattened into search rows the way Backstage's catalog does it:
 dotted lower-cased keys (array indices dropped), lower-cased values, a primitive
 array item giving both ``path=item`` and ``path.item=true``, each relation giving
 ``relations.<type>=<target ref>``, and values over 200 characters kept only as
-"the key exists".
+"the key exists"; ``metadata.etag`` is not indexed.
 
 A filter is a list of alternatives (repeated ``filter`` parameters, ORed); each
 alternative is a comma-separated list of statements, ANDed, except that one key
@@ -54,6 +54,7 @@ def search_rows(entity: dict) -> Rows:
             add(path, _text(node))
 
     walk("", {k: v for k, v in entity.items() if k not in _NOT_INDEXED})
+    rows.pop("metadata.etag", None)  # as in Backstage: an etag is not searchable
     for relation in entity.get("relations") or []:
         add(f"relations.{relation['type'].lower()}", relation["targetRef"].lower())
     return rows

@@ -171,9 +171,12 @@ def _metadata_problems(metadata: dict) -> list[Problem]:
     if namespace is not None and not is_dns_label(namespace):
         problems.append(_expected("metadata.namespace", DNS_LABEL_RULE, namespace))
 
-    for field in ("title", "description"):
-        if field in metadata and not isinstance(metadata[field], str):
-            problems.append(Problem(f"metadata.{field}", "must be a string"))
+    if "title" in metadata and not (
+        isinstance(metadata["title"], str) and metadata["title"]
+    ):
+        problems.append(Problem("metadata.title", "must be a non-empty string"))
+    if "description" in metadata and not isinstance(metadata["description"], str):
+        problems.append(Problem("metadata.description", "must be a string"))
 
     problems += _mapping_problems(metadata, "labels", is_label_value, OBJECT_NAME_RULE)
     problems += _mapping_problems(

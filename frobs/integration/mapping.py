@@ -16,6 +16,8 @@ import copy
 import json
 from typing import Any
 
+from .router import is_frob_id
+
 ID_ANNOTATION = "frobs.example.com/id"
 MANAGED_BY = "backstage.io/managed-by-location"
 MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
@@ -58,8 +60,11 @@ def entity_from_frob(frob: Any, managed_by: str) -> dict:
     if not isinstance(frob, dict):
         raise FrobError("a frob must be a JSON object")
     frob_id = frob.get("id")
-    if not isinstance(frob_id, str) or not frob_id:
-        raise FrobError("id is required and must be a non-empty string")
+    if not is_frob_id(frob_id):
+        raise FrobError(
+            f"id must be a frob id (a DNS label: lower-case letters, digits and '-', "
+            f"at most 63 characters), got {frob_id!r}"
+        )
 
     name = frob.get("name")
     if name is None:

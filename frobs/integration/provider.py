@@ -13,7 +13,10 @@ Provider ``frobs-<env>`` holds every entity with location key
 Its full sync reads the whole listing and applies a ``full`` mutation, so the
 catalog matches the source exactly; a listing that cannot be read changes nothing.
 A frob that cannot be mapped, or maps to an invalid entity, is refused on its own
-with a log line naming the frob id and the rule; its siblings still apply.
+with a log line naming the frob id and the rule; its siblings still apply.  One
+frob never takes another frob's entity (two frobs naming one entity ref, even in
+different case): the later one is refused as a conflict naming the holder.  A
+modify whose new state is partly refused removes nothing of the previous state.
 
 The provider never builds a URL from an id that is not a DNS label, and never
 touches entities of another location key.
@@ -25,9 +28,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from ..catalog.entity_ref import entity_ref_of
+from ..catalog.apply import entity_problems
 from ..catalog.mutation import (
-    DeferredEntity,
     DeltaMutation,
     EntityRefRemoval,
     FullMutation,
@@ -38,13 +40,8 @@ from ..catalog.provider import EntityProvider, EntityProviderConnection
 from ..events.params import EventParams
 from ..events.service import EventsService
 from ..reading import ReadFailed, ReadRefused, SourceNotFound, UrlReader
-from .mapping import (
-    ID_ANNOTATION,
-    FrobError,
-    entity_from_frob,
-    frob_id_of,
-    parse_document,
-)
+from .batch import FrobBatch, frob_of
+from .mapping import frob_id_of, parse_document
 from .router import TOPIC, is_frob_id
 
 logger = logging.getLogger(__name__)
@@ -129,75 +126,82 @@ class FrobsEntityProvider(EntityProvider):
             )
 
     def add(self, frob_id: str) -> MutationResult | None:
-        entities = self._read_frob(self.settings.item(frob_id), frob_id)
-        if entities is None:
+        batch = self._read_frob(self.settings.item(frob_id), frob_id)
+        if batch is None:
             return None
-        return self._apply(DeltaMutation(added=entities), entities)
+        batch.claim(self.get_provider_name(), self.connection.store.snapshot())
+        return self._apply(DeltaMutation(added=batch.entities), batch)
 
     def modify(self, frob_id: str) -> MutationResult | None:
-        entities = self._read_frob(self.settings.item(frob_id), frob_id)
-        if entities is None:
+        batch = self._read_frob(self.settings.item(frob_id), frob_id)
+        if batch is None:
             return None
-        previous = (
-            self._read_frob(
-                self.settings.previous_state(frob_id), frob_id, missing_ok=True
-            )
-            or []
+        previous = self._read_frob(
+            self.settings.previous_state(frob_id), frob_id, missing_ok=True
         )
+        batch.claim(self.get_provider_name(), self.connection.store.snapshot())
 
-        kept = {entity_ref_of(item.entity) for item in entities}
-        removed = [
-            EntityRefRemoval(ref, self.location_key)
-            for ref in (entity_ref_of(item.entity) for item in previous)
-            if ref not in kept
-        ]
-        return self._apply(DeltaMutation(added=entities, removed=removed), entities)
+        removed = []
+        if previous is not None and not self._refuses_any(batch):
+            removed = [
+                EntityRefRemoval(ref, self.location_key)
+                for ref in sorted(previous.refs() - batch.refs())
+                if self._frob_holds(frob_id, ref)
+            ]
+        mutation = DeltaMutation(added=batch.entities, removed=removed)
+        return self._apply(mutation, batch)
 
     def delete(self, frob_id: str) -> MutationResult:
         removed = [
             EntityRefRemoval(record.ref, self.location_key)
             for record in self.connection.held_entities()
-            if record.entity["metadata"].get("annotations", {}).get(ID_ANNOTATION)
-            == frob_id
+            if frob_of(record.entity) == frob_id
         ]
         return self.connection.apply_mutation(DeltaMutation(removed=removed))
+
+    def _refuses_any(self, batch: FrobBatch) -> bool:
+        """Whether part of the frob's new state would be refused.
+
+        Then nothing of its previous state is removed, so a frob renamed to an
+        invalid name keeps its last good entities.
+        """
+        return bool(batch.refusals) or any(
+            entity_problems(item.entity) for item in batch.entities
+        )
+
+    def _frob_holds(self, frob_id: str, ref: str) -> bool:
+        record = self.connection.store.snapshot().get(ref)
+        return record is not None and frob_of(record.entity) == frob_id
 
     # Full sync
 
     def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
         url = self.settings.data()
-        frobs = parse_document(self._read(url), url)
-        entities = self._entities(frobs, url)
+        batch = self._batch(parse_document(self._read(url), url))
+        batch.claim(self.get_provider_name())
         if cancelled.is_set():
             logger.warning(
                 "%s full sync was cancelled before applying", self.get_provider_name()
             )
             return None
         mutation = FullMutation(
-            entities,
+            batch.entities,
             max_deletion_ratio=self.settings.max_deletion_ratio,
             allow_empty_source=self.settings.allow_empty_source,
         )
-        return self._apply(mutation, entities)
+        return self._apply(mutation, batch)
 
-    def _apply(self, mutation, entities: list[DeferredEntity]) -> MutationResult:
-        """Apply, then name the frob behind each refused entity."""
+    def _apply(self, mutation, batch: FrobBatch) -> MutationResult:
+        """Apply, name the frob behind each refused entity, and count every refusal."""
         result = self.connection.apply_mutation(mutation)
-        frob_ids = {
-            entity_ref_of(item.entity): item.entity["metadata"]["annotations"][
-                ID_ANNOTATION
-            ]
-            for item in entities
-            if isinstance(item.entity["metadata"].get("name"), str)
-        }
         for refused in result.of(Outcome.INVALID):
             logger.warning(
-                "%s refused frob %s: %s is invalid: %s",
+                "%s refused frob %s: %s",
                 self.get_provider_name(),
-                frob_ids.get(refused.ref, "(unknown)"),
-                refused.ref,
+                batch.frob_of_item(refused.item),
                 refused.message,
             )
+        result.results.extend(batch.refusals)
         return result
 
     # Reading and mapping
@@ -221,7 +225,7 @@ class FrobsEntityProvider(EntityProvider):
 
     def _read_frob(
         self, url: str, frob_id: str, missing_ok: bool = False
-    ) -> list[DeferredEntity] | None:
+    ) -> FrobBatch | None:
         try:
             raw = self._read(url)
         except SourceNotFound:
@@ -244,24 +248,12 @@ class FrobsEntityProvider(EntityProvider):
                 url,
                 frob_id,
             )
-        return self._entities([f for f in frobs if frob_id_of(f) == frob_id], url)
+        return self._batch(f for f in frobs if frob_id_of(f) == frob_id)
 
-    def _entities(self, frobs: list, url: str) -> list[DeferredEntity]:
-        entities = []
-        for frob in frobs:
-            try:
-                entity = entity_from_frob(frob, self.managed_by)
-            except FrobError as exc:
-                logger.warning(
-                    "%s refused frob %s from %s: %s",
-                    self.get_provider_name(),
-                    frob_id_of(frob) or "(no id)",
-                    url,
-                    exc,
-                )
-                continue
-            entities.append(DeferredEntity(entity, self.location_key))
-        return entities
+    def _batch(self, frobs) -> FrobBatch:
+        return FrobBatch.mapped(
+            frobs, self.managed_by, self.location_key, self.get_provider_name()
+        )
 
 
 def _counts(result: MutationResult) -> str:
