@@ -129,6 +129,32 @@ ERRORS = {
         "          frequency: {cron: 'not cron'}\n",
         ["not a cron expression"],
     ),
+    "a signature for a topic without an endpoint": (
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      b:\n"
+        "        type: standard-webhooks\n        secrets: [x]\n",
+        ["events.http.signatures.b", "not in events.http.topics"],
+    ),
+    "an hmac signature without its header": (
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      a:\n"
+        "        type: hmac\n        secrets: [x]\n",
+        ["events.http.signatures.a", "needs the header"],
+    ),
+    "a signature whose secrets are all empty": (
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      a:\n"
+        "        type: hmac\n        header: x-sig\n        secrets: ['${S:-}']\n",
+        ["events.http.signatures.a.secrets", "every secret is empty"],
+    ),
+    "an unknown signature type": (
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      a:\n"
+        "        type: magic\n        secrets: [x]\n",
+        ["events.http.signatures.a.type"],
+    ),
+    "an unknown hmac algorithm": (
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      a:\n"
+        "        type: hmac\n        header: x\n        algorithm: md5\n"
+        "        secrets: [x]\n",
+        ["events.http.signatures.a.algorithm"],
+    ),
     "bad YAML": ("events: [unclosed\n", ["not valid YAML", "c.yaml"]),
     "a top level that is a list": ("- a\n- b\n", ["top level must be a mapping"]),
     "a store type that does not exist": (
@@ -266,3 +292,17 @@ def test_substituted_guard_settings_become_a_number_and_a_boolean(tmp_path):
         "maxDeletionRatio": 0.25,
         "allowEmptySource": True,
     }
+
+
+def test_a_standard_webhooks_secret_that_is_not_base64_stops_startup(tmp_path):
+    from frobs.app import create_app
+
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        "events:\n  http:\n    topics: [a]\n    signatures:\n      a:\n"
+        "        type: standard-webhooks\n        secrets: ['whsec_not base64!']\n",
+    )
+    with pytest.raises(ConfigError, match="events.http.signatures.a.*base64"):
+        create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
