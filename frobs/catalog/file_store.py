@@ -43,7 +43,6 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,12 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
+from ..durable_files import (
+    TMP_MARK,
+    atomic_write,
+    fsync_dir,
+    remove_temporary_files,
+)
 from .relations import Incoming, update_incoming
 from .store import (
     CatalogSnapshot,
@@ -64,7 +69,6 @@ from .store import (
 logger = logging.getLogger(__name__)
 
 _UNKEYED = "_unkeyed"
-_TMP_MARK = ".tmp-"
 _GENERATION = re.compile(r"^(?P<base>.+)\.(?P<generation>\d{20}[0-9a-f]{8})\.json$")
 
 
@@ -112,7 +116,7 @@ class FileStore(CatalogStore):
             self._recover()
 
     def check_writable(self) -> None:
-        probe = self.root / f".probe{_TMP_MARK}{os.getpid()}"
+        probe = self.root / f".probe{TMP_MARK}{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
 
@@ -157,7 +161,7 @@ class FileStore(CatalogStore):
     def _generations(self) -> Iterator[tuple[str, str]]:
         for entry in os.scandir(self.entities_dir):
             match = _GENERATION.fullmatch(entry.name)
-            if match and _TMP_MARK not in entry.name:
+            if match and TMP_MARK not in entry.name:
                 yield match["base"], match["generation"]
 
     def _load(self, base: str, generation: str) -> _FileState:
@@ -237,14 +241,14 @@ class FileStore(CatalogStore):
         }
         if len(documents) > 1:
             journal = {"files": documents}
-            _atomic_write(self.journal_path, json.dumps(journal).encode())
+            atomic_write(self.journal_path, json.dumps(journal).encode())
         written = {
             base: self._write_key(base, document)
             for base, document in documents.items()
         }
         if len(documents) > 1:
             self.journal_path.unlink()
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
         with self._cache_lock:
             self._install(
@@ -260,12 +264,12 @@ class FileStore(CatalogStore):
         generation = None
         if document is not None:
             generation = _next_generation(max(old, default=None))
-            _atomic_write(
+            atomic_write(
                 self.entities_dir / f"{base}.{generation}.json", _encode(document)
             )
         for stale in old:
             (self.entities_dir / f"{base}.{stale}.json").unlink(missing_ok=True)
-        _fsync_dir(self.entities_dir)
+        fsync_dir(self.entities_dir)
         return generation
 
     # Recovery, always under the file lock
@@ -273,10 +277,8 @@ class FileStore(CatalogStore):
     def _recover(self) -> None:
         self._finish_journal()
         for folder in (self.root, self.entities_dir):
-            for entry in os.scandir(folder):
-                if _TMP_MARK in entry.name:
-                    logger.info("Removing leftover temporary file %s", entry.path)
-                    os.unlink(entry.path)
+            for path in remove_temporary_files(folder):
+                logger.info("Removed leftover temporary file %s", path)
         latest = self._latest_generations()
         for base, generation in list(self._generations()):
             if generation != latest[base]:
@@ -299,7 +301,7 @@ class FileStore(CatalogStore):
         for base, document in journal["files"].items():
             self._write_key(base, document)
         self.journal_path.unlink()
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
 
 class _FileTransaction(StoreTransaction):
@@ -340,25 +342,3 @@ def _encode(document: dict) -> bytes:
     lines = ",\n".join(json.dumps(e, ensure_ascii=False) for e in document["entities"])
     head = json.dumps(document["locationKey"], ensure_ascii=False)
     return f'{{"locationKey": {head}, "entities": [\n{lines}\n]}}\n'.encode()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
