@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
 from .catalog.file_store import FileStore
 from .catalog.provider import EntityProvider, EntityProviderConnection
@@ -24,7 +26,11 @@ from .catalog.store import CatalogStore
 from .config import Config, ConfigError, load_config
 from .durations import parse_duration
 from .errors import ServiceError, error_envelope
+from .events.dead_letters_api import DeadLettersApi
+from .events.inbox import FileInbox
 from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
+from .events.ordering import EventOrder
+from .events.processor import DeliveryPolicy, EventProcessor
 from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
@@ -47,6 +53,7 @@ from .reading import (
     template_host,
 )
 from .scheduler import Scheduler, TaskSchedule
+from .scheduler_api import SchedulerApi
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +84,26 @@ class Runtime:
     ingress: HttpIngress
     store: CatalogStore
     scheduler: Scheduler
+    processor: EventProcessor
     routers: list[EventRouter] = field(default_factory=list)
     providers: list[EntityProvider] = field(default_factory=list)
 
     def start(self) -> None:
+        with _START_LOCK:
+            if self._started_in == os.getpid():
+                return
+            self._started_in = os.getpid()
         self.scheduler.start()
+        self.processor.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.processor.stop()
+
+    _started_in: int | None = None
+
+
+_START_LOCK = threading.Lock()
 
 
 def create_app(config: Config | None = None, start_background: bool = True) -> Flask:
@@ -101,6 +120,14 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
     app.register_blueprint(
         CatalogApi(runtime.store).blueprint(), url_prefix="/api/catalog"
     )
+    auth = AdminAuth(config.get("backend.auth.adminToken"))
+    app.register_blueprint(
+        DeadLettersApi(runtime.processor, auth).blueprint(), url_prefix="/api/events"
+    )
+    app.register_blueprint(
+        SchedulerApi(runtime.scheduler, auth).blueprint(),
+        url_prefix="/.backstage/scheduler/v1",
+    )
     _register_errors(app)
 
     if start_background:
@@ -114,19 +141,32 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
 
 def build_runtime(config: Config) -> Runtime:
     events = EventsService()
+    store_path = Path(config.get("catalog.store.path", "./data"))
+    store = _store(config, store_path)
+    processor = EventProcessor(
+        events, FileInbox(store_path / "events"), _delivery_policy(config)
+    )
+    order = EventOrder(store_path / "events")
+
     validators = topic_validators(config)
     topics = list(config.get("events.http.topics", [FROBS_TOPIC]))
     topics += [t for t in SENDER_TOPICS if t in validators and t not in topics]
     ingress = HttpIngress(
-        events, topics, config.get("events.http.maxBodyBytes", DEFAULT_MAX_BODY_BYTES)
+        events,
+        topics,
+        config.get("events.http.maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
+        accept=processor.accept,
     )
     for topic, guards in validators.items():
         for validator in guards:
             ingress.add_validator(topic, validator)
-    store_path = Path(config.get("catalog.store.path", "./data"))
-    store = _store(config, store_path)
     runtime = Runtime(
-        config, events, ingress, store, Scheduler(store_path / "scheduler.lock")
+        config,
+        events,
+        ingress,
+        store,
+        Scheduler(store_path / "scheduler.lock", store_path / "scheduler"),
+        processor,
     )
 
     for topic, router_type in (
@@ -143,7 +183,7 @@ def build_runtime(config: Config) -> Runtime:
     if "gitlab" in topics:
         ingress.add_payload_check("gitlab", require_json_object)
 
-    for provider, task_schedule in _frobs_providers(config):
+    for provider, task_schedule in _frobs_providers(config, order):
         provider.connect(EntityProviderConnection(store, provider.get_provider_name()))
         provider.subscribe(events)
         runtime.providers.append(provider)
@@ -167,7 +207,9 @@ def _store(config: Config, path: Path) -> CatalogStore:
     return FileStore(path)
 
 
-def _frobs_providers(config: Config) -> list[tuple[FrobsEntityProvider, TaskSchedule]]:
+def _frobs_providers(
+    config: Config, order: EventOrder
+) -> list[tuple[FrobsEntityProvider, TaskSchedule]]:
     """One provider per configured environment; file: URLs are checked here."""
     environments = config.get("catalog.providers.frobs", {}) or {}
     templates = []
@@ -208,7 +250,9 @@ def _frobs_providers(config: Config) -> list[tuple[FrobsEntityProvider, TaskSche
             f"{source}: {key}: {exc}"
             for exc in _file_url_problems(files, provider_settings)
         ]
-        provider = FrobsEntityProvider(provider_settings, UrlReaders(http, files))
+        provider = FrobsEntityProvider(
+            provider_settings, UrlReaders(http, files), order
+        )
         providers.append((provider, _task_schedule(settings.get("schedule") or {})))
 
     if problems:
@@ -227,6 +271,26 @@ def _file_url_problems(
             except ReadRefused as exc:
                 problems.append(exc)
     return problems
+
+
+def _delivery_policy(config: Config) -> DeliveryPolicy:
+    default = DeliveryPolicy()
+
+    def duration(key: str, fallback):
+        value = config.get(key)
+        return fallback if value is None else parse_duration(value)
+
+    return DeliveryPolicy(
+        max_attempts=config.get("events.retry.maxAttempts", default.max_attempts),
+        initial_delay=duration("events.retry.initialDelay", default.initial_delay),
+        max_delay=duration("events.retry.maxDelay", default.max_delay),
+        dedup_retention=duration(
+            "events.deduplication.retention", default.dedup_retention
+        ),
+        dedup_without_id=duration(
+            "events.deduplication.withoutDeliveryId", default.dedup_without_id
+        ),
+    )
 
 
 def _task_schedule(settings: dict) -> TaskSchedule:

@@ -127,6 +127,23 @@ SCHEMA: dict[str, Any] = {
                         "gitlab": _SECRET_MODULE,
                     },
                 },
+                "retry": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "maxAttempts": {"type": "integer", "minimum": 1},
+                        "initialDelay": _DURATION,
+                        "maxDelay": _DURATION,
+                    },
+                },
+                "deduplication": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "retention": _DURATION,
+                        "withoutDeliveryId": _DURATION,
+                    },
+                },
             },
         },
         "catalog": {
@@ -413,6 +430,17 @@ def _file_of(config: Config, key: str) -> str:
 def _semantic_problems(config: Config) -> list[str]:
     """Checks the schema cannot express: durations, and signatures' topics."""
     problems = _signature_problems(config)
+    for key in (
+        "events.retry.initialDelay",
+        "events.retry.maxDelay",
+        "events.deduplication.retention",
+        "events.deduplication.withoutDeliveryId",
+    ):
+        if config.get(key) is not None:
+            try:
+                parse_duration(config.get(key))
+            except ValueError as exc:
+                problems.append(f"{_file_of(config, key)}: {key}: {exc}")
     providers = config.get("catalog.providers.frobs", {}) or {}
     for env, settings in providers.items():
         for name, value in ((settings or {}).get("schedule") or {}).items():

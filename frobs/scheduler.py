@@ -18,6 +18,8 @@ the master only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -31,7 +33,8 @@ import schedule
 from croniter import croniter
 from filelock import FileLock, Timeout
 
-from .errors import RefusedError
+from .durable_files import atomic_write
+from .errors import ConflictError, NotFoundError, RefusedError
 from .provenance import caused_by
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,15 @@ class TaskRun:
     summary: dict = field(default_factory=dict)
     error: str | None = None
 
+    def as_json(self) -> dict:
+        return {
+            "startedAt": self.started_at.isoformat(),
+            "endedAt": self.ended_at.isoformat() if self.ended_at else None,
+            "outcome": self.outcome,
+            "counts": self.summary,
+            "error": self.error,
+        }
+
 
 TaskFn = Callable[[threading.Event], dict | None]
 
@@ -66,11 +78,25 @@ class ScheduledTask:
     fn: TaskFn
     last_run: TaskRun | None = None
     running: bool = False
+    abandoned: threading.Thread | None = None
+
+    def settings(self) -> dict:
+        frequency = self.schedule.frequency
+        return {
+            "version": 2,
+            "cadence": frequency
+            if isinstance(frequency, str)
+            else _iso_duration(frequency),
+            "timeoutAfterDuration": _iso_duration(self.schedule.timeout),
+            "initialDelayDuration": _iso_duration(self.schedule.initial_delay),
+        }
 
 
 class Scheduler:
-    def __init__(self, lock_path: Path) -> None:
+    def __init__(self, lock_path: Path, state_dir: Path | None = None) -> None:
         self.lock_path = Path(lock_path)
+        self.state_dir = Path(state_dir or self.lock_path.parent / "scheduler")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tasks: dict[str, ScheduledTask] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -121,6 +147,9 @@ class Scheduler:
             self._plan(jobs, task)
         while not self._stop.is_set():
             jobs.run_pending()
+            for task in self.tasks.values():
+                if self._take_trigger(task.id):
+                    self.run(task)
             self._stop.wait(TICK_SECONDS)
 
     def _plan(self, jobs: schedule.Scheduler, task: ScheduledTask) -> None:
@@ -142,12 +171,22 @@ class Scheduler:
         job = jobs.every(seconds).seconds.do(self.run, task)
         job.next_run = first
 
-    def run(self, task: ScheduledTask) -> TaskRun:
-        """Run a task now on its own thread, waiting at most its timeout."""
+    def run(self, task: ScheduledTask) -> TaskRun | None:
+        """Run a task now on its own thread, waiting at most its timeout.
+
+        A run is never started while an abandoned run of the same task is still
+        finishing, so runs of one task never overlap.
+        """
+        if task.abandoned is not None and task.abandoned.is_alive():
+            logger.warning(
+                "Task %s not started: its abandoned run is still finishing", task.id
+            )
+            return None
         run = TaskRun(started_at=datetime.now(timezone.utc))
         cancelled = threading.Event()
         task.running = True
         task.last_run = run
+        self._save_state()
         logger.info("Task %s started", task.id)
         began = time.monotonic()
 
@@ -172,6 +211,7 @@ class Scheduler:
         worker.join(task.schedule.timeout.total_seconds())
         if worker.is_alive():
             cancelled.set()
+            task.abandoned = worker
             run.outcome = "timed out"
             logger.error(
                 "Task %s ran past its timeout of %s and was abandoned",
@@ -181,6 +221,7 @@ class Scheduler:
 
         run.ended_at = datetime.now(timezone.utc)
         task.running = False
+        self._save_state()
         logger.info(
             "Task %s %s in %.2fs: %s",
             task.id,
@@ -189,3 +230,66 @@ class Scheduler:
             run.summary or run.error or "",
         )
         return run
+
+    # State shared with every worker, and triggers from any of them
+
+    def _save_state(self) -> None:
+        state = {
+            task.id: {
+                "running": task.running,
+                "lastRun": task.last_run.as_json() if task.last_run else None,
+            }
+            for task in self.tasks.values()
+        }
+        atomic_write(self.state_dir / "state.json", json.dumps(state).encode())
+
+    def _saved_state(self) -> dict:
+        try:
+            return json.loads((self.state_dir / "state.json").read_bytes())
+        except FileNotFoundError:
+            return {}
+
+    def describe(self) -> list[dict]:
+        """The tasks in Backstage's shape, with their last run, from any worker."""
+        saved = self._saved_state()
+        described = []
+        for task in self.tasks.values():
+            state = saved.get(task.id, {})
+            described.append(
+                {
+                    "taskId": task.id,
+                    "pluginId": "catalog",
+                    "scope": "global",
+                    "settings": task.settings(),
+                    "taskState": {
+                        "status": "running" if state.get("running") else "idle"
+                    },
+                    "workerState": {"status": "idle"},
+                    "lastRun": state.get("lastRun"),
+                }
+            )
+        return described
+
+    def trigger(self, task_id: str) -> None:
+        """Ask the worker that runs tasks to run one now."""
+        if task_id not in self.tasks:
+            raise NotFoundError(f"No task with id {task_id!r}")
+        if self._saved_state().get(task_id, {}).get("running"):
+            raise ConflictError(f"Task {task_id} is currently running")
+        (self.state_dir / self._trigger_name(task_id)).write_bytes(b"")
+
+    def _take_trigger(self, task_id: str) -> bool:
+        try:
+            (self.state_dir / self._trigger_name(task_id)).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    @staticmethod
+    def _trigger_name(task_id: str) -> str:
+        return "trigger-" + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+
+
+def _iso_duration(duration: timedelta) -> str:
+    seconds = duration.total_seconds()
+    return f"PT{seconds:g}S"

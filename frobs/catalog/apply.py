@@ -91,6 +91,21 @@ def apply_mutation(
     candidates, named = _prepare(mutation.entities if full else mutation.added, result)
 
     with store.transaction() as transaction:
+        if full and mutation.frozen is not None:
+            frozen = mutation.frozen(transaction)
+            for candidate in candidates:
+                if candidate.ref in frozen:
+                    result.results.append(
+                        EntityResult(
+                            candidate.ref,
+                            Outcome.UNCHANGED,
+                            "left as it is: changed by an event newer than this "
+                            "mutation's source",
+                            item=candidate.item,
+                        )
+                    )
+            candidates = [c for c in candidates if c.ref not in frozen]
+            named = named | frozen
         gone = _missing(transaction, source, mutation, named) if full else []
         for candidate in candidates:
             result.results.append(_upsert(transaction, source, candidate))

@@ -15,8 +15,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import RefusedError
+
+if TYPE_CHECKING:
+    from .store import StoreTransaction
 
 
 class MutationRefused(RefusedError):
@@ -43,11 +47,16 @@ class FullMutation:
     than ``max_deletion_ratio`` of the provider's entities (checked above ten
     held; None turns it off), or when it is empty while the provider holds
     entities, unless ``allow_empty_source``.
+
+    ``frozen``, called inside the store transaction, names refs the mutation must
+    leave as they are: entities changed by events newer than the source this
+    mutation was read from.
     """
 
     entities: list[DeferredEntity]
     max_deletion_ratio: float | None = 0.5
     allow_empty_source: bool = False
+    frozen: Callable[[StoreTransaction], set[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,12 @@ class HttpIngress:
         events: EventsService,
         topics: Iterable[str],
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        accept: Callable[[EventParams], bool] | None = None,
     ) -> None:
+        """``accept`` takes each event and says whether it was new; by default
+        events are published straight to ``events``."""
         self.events = events
+        self.accept = accept or self._publish
         self.topics = list(dict.fromkeys(topics))
         self.max_body_bytes = max_body_bytes
         self.parsers = BodyParsers()
@@ -119,7 +123,8 @@ class HttpIngress:
         params = EventParams(
             topic, payload, safe_metadata(headers, self._secret_headers)
         )
-        self.events.publish(params)
+        if not self.accept(params):
+            return jsonify({"status": "accepted", "duplicate": True}), 202
         logger.info(
             "Accepted event on topic %s, delivery %s (%d bytes)",
             topic,
@@ -127,6 +132,10 @@ class HttpIngress:
             len(raw),
         )
         return jsonify({"status": "accepted"}), 202
+
+    def _publish(self, params: EventParams) -> bool:
+        self.events.publish(params)
+        return True
 
     def _read_body(self) -> bytes:
         """The body, read in pieces and refused as soon as it passes the limit.

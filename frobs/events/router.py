@@ -40,7 +40,9 @@ class EventRouter(ABC):
         return type(self).__name__
 
     def subscribe(self) -> None:
-        self.events.subscribe(self.subscriber_id, self.topics, self.on_event)
+        self.events.subscribe(
+            self.subscriber_id, self.topics, self.on_event, router=True
+        )
 
     @abstractmethod
     def determine_destination_topic(self, params: EventParams) -> str | None:

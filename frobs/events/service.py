@@ -6,6 +6,9 @@ not stop the others; its failure is logged with the traceback and returned in th
 ``PublishResult``, and listeners registered with ``on_failure`` hear of it, so a
 failure is never swallowed.
 
+Within a ``Delivery`` (see ``delivery``), each subscriber's success or failure is
+recorded there, and subscribers it names as done are skipped.
+
 Thread-safe: subscribing and publishing may happen from any thread of a worker;
 the subscriber list is copied under a lock, and subscribers run outside it, so a
 subscriber may publish again (routers do).  Each gunicorn worker has its own
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..provenance import caused_by
+from .delivery import current_delivery
 from .params import EventParams, delivery_id
 
 logger = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ class Subscription:
     id: str
     topics: frozenset[str]
     on_event: OnEvent
+    router: bool = False
 
 
 @dataclass
@@ -50,9 +55,14 @@ class EventsService:
         self._failure_listeners: list[OnFailure] = []
         self.unrouted = 0
 
-    def subscribe(self, id: str, topics: Iterable[str], on_event: OnEvent) -> None:
-        """Call ``on_event`` for each event published to one of ``topics``."""
-        subscription = Subscription(id, frozenset(topics), on_event)
+    def subscribe(
+        self, id: str, topics: Iterable[str], on_event: OnEvent, router: bool = False
+    ) -> None:
+        """Call ``on_event`` for each event published to one of ``topics``.
+
+        A ``router`` only republishes: a retry always runs it again.
+        """
+        subscription = Subscription(id, frozenset(topics), on_event, router)
         with self._lock:
             self._subscriptions.append(subscription)
         logger.debug("Subscriber %s listens to %s", id, sorted(subscription.topics))
@@ -78,14 +88,24 @@ class EventsService:
             logger.info("No subscriber for topic %s; event dropped", params.topic)
             return result
 
+        delivery = current_delivery()
         for subscription in targets:
+            tracked = delivery is not None and not subscription.router
+            if tracked and subscription.id in delivery.skip:
+                continue
             result.notified.append(subscription.id)
             try:
                 with caused_by(
                     topic=params.topic, deliveryId=delivery_id(params.metadata)
                 ):
                     subscription.on_event(params)
+                if tracked:
+                    delivery.succeeded.add(subscription.id)
             except Exception as error:
+                if tracked:
+                    delivery.failures[subscription.id] = (
+                        f"{type(error).__name__}: {error}"
+                    )
                 logger.exception(
                     "Subscriber %s failed to process event for topic %s",
                     subscription.id,

@@ -24,11 +24,14 @@ touches entities of another location key.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from ..catalog.apply import entity_problems
+from ..catalog.entity_ref import entity_ref_of
 from ..catalog.mutation import (
     DeltaMutation,
     EntityRefRemoval,
@@ -37,6 +40,8 @@ from ..catalog.mutation import (
     Outcome,
 )
 from ..catalog.provider import EntityProvider, EntityProviderConnection
+from ..events.delivery import current_delivery
+from ..events.ordering import EventOrder
 from ..events.params import EventParams
 from ..events.service import EventsService
 from ..reading import ReadFailed, ReadRefused, SourceNotFound, UrlReader
@@ -71,9 +76,15 @@ class FrobsProviderSettings:
 
 
 class FrobsEntityProvider(EntityProvider):
-    def __init__(self, settings: FrobsProviderSettings, reader: UrlReader) -> None:
+    def __init__(
+        self,
+        settings: FrobsProviderSettings,
+        reader: UrlReader,
+        order: EventOrder | None = None,
+    ) -> None:
         self.settings = settings
         self.reader = reader
+        self.order = order
         self.location_key = f"frobs-provider:{settings.env}"
         self.managed_by = f"url:{settings.data()}"
         self._connection: EntityProviderConnection | None = None
@@ -110,12 +121,23 @@ class FrobsEntityProvider(EntityProvider):
             return
 
         action = params.topic.rsplit(".", 1)[-1]
-        if action == "add":
-            result = self.add(frob_id)
-        elif action == "modify":
-            result = self.modify(frob_id)
-        else:
-            result = self.delete(frob_id)
+        delivery = current_delivery()
+        received_at = delivery.received_at if delivery else time.time_ns()
+        with self._turn(frob_id, received_at) as ours:
+            if not ours:
+                logger.info(
+                    "%s skipped %s of frob %s: a newer event for it was handled",
+                    self.get_provider_name(),
+                    action,
+                    frob_id,
+                )
+                return
+            if action == "add":
+                result = self.add(frob_id)
+            elif action == "modify":
+                result = self.modify(frob_id)
+            else:
+                result = self.delete(frob_id)
         if result is not None:
             logger.info(
                 "%s applied %s of frob %s: %s",
@@ -124,6 +146,15 @@ class FrobsEntityProvider(EntityProvider):
                 frob_id,
                 _counts(result),
             )
+
+    def _turn(self, frob_id: str, received_at: int):
+        """This frob's turn: one event at a time for it, the later-received last."""
+        if self.order is None:
+            return contextlib.nullcontext(True)
+        return self.order.turn(self._order_key(frob_id), received_at)
+
+    def _order_key(self, frob_id: str) -> str:
+        return f"{self.get_provider_name()}:{frob_id}"
 
     def add(self, frob_id: str) -> MutationResult | None:
         batch = self._read_frob(self.settings.item(frob_id), frob_id)
@@ -177,6 +208,7 @@ class FrobsEntityProvider(EntityProvider):
 
     def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
         url = self.settings.data()
+        read_at = time.time_ns()
         batch = self._batch(parse_document(self._read(url), url))
         batch.claim(self.get_provider_name())
         if cancelled.is_set():
@@ -188,8 +220,34 @@ class FrobsEntityProvider(EntityProvider):
             batch.entities,
             max_deletion_ratio=self.settings.max_deletion_ratio,
             allow_empty_source=self.settings.allow_empty_source,
+            frozen=lambda transaction: self._changed_since(read_at, batch, transaction),
         )
         return self._apply(mutation, batch)
+
+    def _changed_since(self, read_at: int, batch: FrobBatch, transaction) -> set[str]:
+        """Refs of frobs that events changed after the listing was read."""
+        if self.order is None:
+            return set()
+        prefix = f"{self.get_provider_name()}:"
+        changed = {
+            key[len(prefix) :]
+            for key in self.order.changed_since(read_at)
+            if key.startswith(prefix)
+        }
+        if not changed:
+            return set()
+        refs = {
+            entity_ref_of(item.entity)
+            for item in batch.entities
+            if frob_of(item.entity) in changed
+        }
+        refs |= {
+            record.ref
+            for record in transaction.records()
+            if record.source == self.get_provider_name()
+            and frob_of(record.entity) in changed
+        }
+        return refs
 
     def _apply(self, mutation, batch: FrobBatch) -> MutationResult:
         """Apply, name the frob behind each refused entity, and count every refusal."""
