@@ -950,6 +950,7 @@ def test_well_formed_deliveries_on_every_topic_are_still_accepted(service: Servi
     form = urlencode({"payload": PING.decode()}).encode()
     form_delivery = github(form, hub_signature(form))
     form_delivery.headers["Content-Type"] = "application/x-www-form-urlencoded"
+    form_delivery.headers["X-GitHub-Delivery"] = "hostile-2"
     padding = BODY_LIMIT - len(b'{"pad": ""}')
     at_the_limit = b'{"pad": "' + b" " * padding + b'"}'
     assert len(at_the_limit) == BODY_LIMIT
@@ -967,10 +968,16 @@ def test_well_formed_deliveries_on_every_topic_are_still_accepted(service: Servi
             standard_headers(PAYLOAD, "msg_old", shift=-240)
         ),
     }
-    for name, outgoing in deliveries.items():
+    for number, (name, outgoing) in enumerate(deliveries.items()):
+        # Each is a new delivery; without an id, the same body twice is one.
+        outgoing.headers.setdefault("X-Request-Id", f"well-formed-{number}")
         answer = service.send(outgoing)
         assert answer.status == 202, f"{name}: {answer.status} {answer.body[:300]!r}"
         assert answer.json() == {"status": "accepted"}, name
+
+    again = service.send(deliveries["github ping"])
+    assert again.status == 202
+    assert again.json() == {"status": "accepted", "duplicate": True}
 
     files = service.store_files()
     assert b'"ledger"' not in service.catalog()
