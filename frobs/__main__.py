@@ -1,0 +1,5 @@
+"""``python -m frobs``: the command line (see ``frobs.cli``)."""
+
+from .cli import main
+
+main()
