@@ -210,3 +210,8 @@ def test_served_entities_carry_relations_both_ways(app):
         "/api/catalog/entities?filter=relations.ownedby=group:default/team-payments"
     ).get_json()
     assert "payments" in {e["metadata"]["name"] for e in owners}
+
+
+def test_json_answers_say_their_charset(app):
+    response = app.test_client().get("/api/catalog/entities?limit=1")
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"

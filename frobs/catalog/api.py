@@ -1,88 +1,214 @@
 """The catalog read API under ``/api/catalog``, shaped like Backstage's.
 
-``GET /entities`` (``filter``, ``fields``, ``order``, ``limit``, ``offset``),
-``GET /entities/by-name/<kind>/<namespace>/<name>`` and
-``GET /entities/by-uid/<uid>``.  Every answer is read from a fresh store snapshot,
-so a change committed by any worker shows on the next request.  This module only
-reads: it never changes the catalog.
+- ``GET /entities``: ``filter``, ``fields``, ``order``, and paging with ``limit``,
+  ``offset`` or the ``after`` cursor of the ``Link: <...>; rel="next"`` header;
+- ``GET /entities/by-query``: ``filter``, ``fields``, ``limit`` (200 by default),
+  ``offset``, ``orderField``, ``fullTextFilterTerm``/``Fields``, ``totalItems``,
+  and ``cursor`` paging with ``pageInfo.nextCursor``/``prevCursor``;
+- ``POST /entities/by-refs``: entities in request order, ``null`` for unknown refs;
+- ``GET /entities/by-name/<kind>/<namespace>/<name>``, ``GET /entities/by-uid/<uid>``;
+- ``GET /entity-facets``: value counts per ``facet``.
+
+Every answer is read from a fresh store snapshot, so a change committed by any
+worker shows on the next request.  Cursors are opaque base64 JSON; by-query
+cursors never carry a ``query`` key, so Backstage's client keeps using GET.
+Limitation: cursors page by position, so a page can repeat or skip an entity
+when the catalog changes between two requests.  This module only reads.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, request
 
 from ..errors import InputError, NotFoundError
-from .search import (
-    Rows,
-    matches,
-    parse_fields,
-    parse_filters,
-    parse_order,
-    project,
-    search_rows,
-    sort_key_value,
+from .entity_ref import EntityRefError, parse_entity_ref
+from .query import (
+    CatalogQuery,
+    Found,
+    decode_cursor,
+    encode_cursor,
+    facet_counts,
+    full_text,
+    ordered,
 )
+from .search import Order, parse_fields, parse_filters, parse_order, project
 from .store import CatalogStore
 
-_LIST_PARAMETERS = {"filter", "fields", "order", "limit", "offset"}
+_LIST_PARAMETERS = {"filter", "fields", "order", "limit", "offset", "after"}
+_QUERY_PARAMETERS = {
+    "filter",
+    "fields",
+    "limit",
+    "offset",
+    "orderField",
+    "cursor",
+    "fullTextFilterTerm",
+    "fullTextFilterFields",
+    "totalItems",
+}
+DEFAULT_QUERY_LIMIT = 200
 
 
 class CatalogApi:
     def __init__(self, store: CatalogStore) -> None:
         self.store = store
-        self._rows: dict[str, tuple[str, Rows]] = {}
+        self.query = CatalogQuery(store)
 
     def blueprint(self) -> Blueprint:
         blueprint = Blueprint("catalog", __name__)
-        blueprint.add_url_rule("/entities", "entities", self.list_entities)
-        blueprint.add_url_rule(
-            "/entities/by-name/<kind>/<namespace>/<name>", "by_name", self.by_name
-        )
-        blueprint.add_url_rule("/entities/by-uid/<uid>", "by_uid", self.by_uid)
+        add = blueprint.add_url_rule
+        add("/entities", "entities", self.list_entities)
+        add("/entities/by-query", "by_query", self.by_query)
+        add("/entities/by-refs", "by_refs", self.by_refs, methods=["POST"])
+        add("/entities/by-name/<kind>/<namespace>/<name>", "by_name", self.by_name)
+        add("/entities/by-uid/<uid>", "by_uid", self.by_uid)
+        add("/entity-facets", "facets", self.facets)
         return blueprint
 
-    def rows(self, ref: str, entity: dict) -> Rows:
-        """Search rows of a served entity, cached until its etag changes."""
-        etag = entity["metadata"]["etag"]
-        cached = self._rows.get(ref)
-        if cached is None or cached[0] != etag:
-            cached = (etag, search_rows(entity))
-            self._rows[ref] = cached
-        return cached[1]
+    # GET /entities
 
     def list_entities(self):
-        unknown = sorted(set(request.args) - _LIST_PARAMETERS)
-        if unknown:
-            raise InputError(f"Unknown query parameter '{unknown[0]}'")
-        filters = parse_filters(request.args.getlist("filter"))
+        _known_parameters(_LIST_PARAMETERS)
         fields = parse_fields(request.args.getlist("fields"))
-        orders = parse_order(request.args.getlist("order"))
         limit = _integer("limit", minimum=1)
         offset = _integer("offset", minimum=0) or 0
+        after = request.args.get("after")
+        filter_params = request.args.getlist("filter")
+        order_params = request.args.getlist("order")
+        if after is not None:
+            page = decode_cursor(after, "after cursor")
+            try:
+                limit, offset = int(page["limit"]), int(page["offset"])
+            except (KeyError, TypeError, ValueError):
+                raise InputError(
+                    "Malformed after cursor, could not be parsed"
+                ) from None
 
-        snapshot = self.store.snapshot()
-        found = []
-        for record in snapshot.records():
-            entity = snapshot.entity(record)
-            rows = self.rows(record.ref, entity)
-            if matches(rows, filters):
-                found.append((record.ref, entity, rows))
-        found.sort(key=lambda item: item[0])
-        for order in reversed(orders):
-            present = [i for i in found if sort_key_value(i[2], order.field)]
-            absent = [i for i in found if not sort_key_value(i[2], order.field)]
-            present.sort(
-                key=lambda i: sort_key_value(i[2], order.field) or "",
-                reverse=order.descending,
+        found = self.query.find(parse_filters(filter_params))
+        found = ordered(found, parse_order(order_params), keep_missing=True)
+        end = offset + limit if limit else None
+        response = _json([project(f.entity, fields) for f in found[offset:end]])
+        if end is not None and end < len(found):
+            response.headers["Link"] = _next_link(
+                filter_params, order_params, request.args.getlist("fields"), limit, end
             )
-            found = present + absent
+        return response
 
-        page = found[offset : offset + limit if limit else None]
-        return _json([project(entity, fields) for _, entity, _ in page])
+    # GET /entities/by-query
+
+    def by_query(self):
+        _known_parameters(_QUERY_PARAMETERS)
+        fields = parse_fields(request.args.getlist("fields"))
+        limit = _integer("limit", minimum=0)
+        limit = DEFAULT_QUERY_LIMIT if limit is None else limit
+        cursor = request.args.get("cursor")
+        if cursor is not None:
+            state = _query_state(decode_cursor(cursor))
+        else:
+            state = self._first_query_state()
+
+        found = self._query_result(state)
+        total = len(found) if state["totalItems"] is None else state["totalItems"]
+        offset = state["offset"]
+        items = found[offset : offset + limit]
+        page_info = {}
+        if offset + limit < len(found) and limit:
+            page_info["nextCursor"] = encode_cursor(
+                {**state, "offset": offset + limit, "totalItems": total}
+            )
+        if offset > 0 and cursor is not None:
+            page_info["prevCursor"] = encode_cursor(
+                {**state, "offset": max(offset - limit, 0), "totalItems": total}
+            )
+        return _json(
+            {
+                "items": [project(f.entity, fields) for f in items],
+                "totalItems": total if state["countTotal"] else 0,
+                "pageInfo": page_info,
+            }
+        )
+
+    def _first_query_state(self) -> dict:
+        order_fields = request.args.getlist("orderField")
+        order = None
+        if order_fields:
+            field, _, direction = order_fields[0].rpartition(",")
+            if direction not in ("asc", "desc") or not field.strip():
+                raise InputError("Invalid order field order, must be asc or desc")
+            order = {"field": field.strip().lower(), "desc": direction == "desc"}
+        total = request.args.get("totalItems", "include")
+        if total not in ("include", "exclude"):
+            raise InputError(
+                "request/query/totalItems must be equal to one of the allowed values: "
+                "include, exclude"
+            )
+        term = (request.args.get("fullTextFilterTerm") or "").strip()
+        text_fields = [
+            f.strip().lower()
+            for param in request.args.getlist("fullTextFilterFields")
+            for f in param.split(",")
+            if f.strip()
+        ]
+        filters = request.args.getlist("filter")
+        parse_filters(filters)  # refuse a bad filter on the first page
+        return {
+            "filter": filters,
+            "order": order,
+            "term": term,
+            "textFields": text_fields,
+            "offset": _integer("offset", minimum=0) or 0,
+            "totalItems": None,
+            "countTotal": total == "include",
+        }
+
+    def _query_result(self, state: dict) -> list[Found]:
+        found = self.query.find(parse_filters(state["filter"]))
+        order = state["order"]
+        if order:
+            found = ordered(
+                found, [Order(order["field"], order["desc"])], keep_missing=False
+            )
+        if state["term"]:
+            fields = state["textFields"] or [
+                order["field"] if order else "metadata.uid"
+            ]
+            found = full_text(found, state["term"], fields)
+        return found
+
+    # POST /entities/by-refs
+
+    def by_refs(self):
+        _known_parameters({"filter"})
+        body = request.get_json(silent=True)
+        refs = body.get("entityRefs") if isinstance(body, dict) else None
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise InputError(
+                "Malformed request body (did you remember to specify an "
+                'application/json content type?): send {"entityRefs": ["kind:ns/name"]}'
+            )
+        fields = parse_fields(body.get("fields") or [])
+        filters = parse_filters(request.args.getlist("filter"))
+        snapshot = self.store.snapshot()
+        allowed = None
+        if filters:
+            allowed = {f.ref for f in self.query.find(filters, snapshot)}
+
+        items = []
+        for ref in refs:
+            record = snapshot.get(_full_ref(ref))
+            if record is None or (allowed is not None and record.ref not in allowed):
+                items.append(None)
+            else:
+                items.append(project(snapshot.entity(record), fields))
+        return _json({"items": items})
+
+    # GET /entities/by-name, /entities/by-uid
 
     def by_name(self, kind: str, namespace: str, name: str):
+        _known_parameters(set())
         snapshot = self.store.snapshot()
         record = snapshot.get(f"{kind}:{namespace}/{name}")
         if record is None:
@@ -93,11 +219,54 @@ class CatalogApi:
         return _json(snapshot.entity(record))
 
     def by_uid(self, uid: str):
+        _known_parameters(set())
         snapshot = self.store.snapshot()
         record = snapshot.by_uid(uid)
         if record is None:
             raise NotFoundError(f"No entity with uid {uid}")
         return _json(snapshot.entity(record))
+
+    # GET /entity-facets
+
+    def facets(self):
+        _known_parameters({"facet", "filter"})
+        facets = request.args.getlist("facet")
+        if not facets:
+            raise InputError("request/query must have required property 'facet'")
+        found = self.query.find(parse_filters(request.args.getlist("filter")))
+        return _json({"facets": {f: facet_counts(found, f) for f in facets}})
+
+
+def _query_state(data: dict) -> dict:
+    keys = {"filter", "order", "term", "textFields", "offset", "totalItems"}
+    if not keys <= set(data) or not isinstance(data.get("offset"), int):
+        raise InputError("Malformed cursor: it was not made by this catalog")
+    data.setdefault("countTotal", True)
+    return data
+
+
+def _full_ref(ref: str) -> str:
+    try:
+        parsed = parse_entity_ref(ref)
+    except EntityRefError:
+        return ""
+    # by-refs takes full refs only, as in Backstage: "svc-2" is no ref.
+    if ":" not in ref or "/" not in ref:
+        return ""
+    return str(parsed)
+
+
+def _next_link(filters, orders, fields, limit: int, offset: int) -> str:
+    params = [("filter", f) for f in filters] + [("order", o) for o in orders]
+    params += [("fields", f) for f in fields]
+    params.append(("after", encode_cursor({"limit": limit, "offset": offset})))
+    return f'</entities?{urlencode(params)}>; rel="next"'
+
+
+def _known_parameters(known: set[str]) -> None:
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        raise InputError(f"Unknown query parameter '{unknown[0]}'")
 
 
 def _integer(name: str, minimum: int) -> int | None:
@@ -117,6 +286,4 @@ def _integer(name: str, minimum: int) -> int | None:
 
 
 def _json(body):
-    response = jsonify(body)
-    response.mimetype = "application/json"
-    return response
+    return jsonify(body)
