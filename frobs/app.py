@@ -52,6 +52,7 @@ from .reading import (
     UrlReaders,
     template_host,
 )
+from .openapi import openapi_blueprint
 from .scheduler import Scheduler, TaskSchedule
 from .scheduler_api import SchedulerApi
 
@@ -112,7 +113,7 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
     config = load_config() if config is None else config
     runtime = build_runtime(config)
 
-    app = Flask("frobs")
+    app = Flask("frobs", static_folder=None)
     app.json.sort_keys = False
     app.json.mimetype = "application/json; charset=utf-8"
     app.extensions["frobs"] = runtime
@@ -128,6 +129,7 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
         SchedulerApi(runtime.scheduler, auth).blueprint(),
         url_prefix="/.backstage/scheduler/v1",
     )
+    app.register_blueprint(openapi_blueprint(), url_prefix="/api")
     _register_errors(app)
 
     if start_background:
