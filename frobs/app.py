@@ -15,8 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
@@ -25,7 +24,6 @@ from .catalog.provider import EntityProvider, EntityProviderConnection
 from .catalog.store import CatalogStore
 from .config import Config, ConfigError, load_config
 from .durations import parse_duration
-from .errors import ServiceError, error_envelope
 from .events.dead_letters_api import DeadLettersApi
 from .events.inbox import FileInbox
 from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
@@ -35,45 +33,15 @@ from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
 from .events.webhook_security import SENDER_TOPICS, topic_validators
-from .integration.provider import (
-    DEFAULT_DATA_URL,
-    DEFAULT_ITEM_URL,
-    FrobsEntityProvider,
-    FrobsProviderSettings,
-)
+from .http_errors import register_error_handlers
 from .integration.router import TOPIC as FROBS_TOPIC
 from .integration.router import FrobsEventRouter, check_frobs_payload
-from .reading import (
-    DEFAULT_MAX_BYTES,
-    FileUrlReader,
-    HostAllowList,
-    HttpUrlReader,
-    ReadRefused,
-    UrlReaders,
-    template_host,
-)
+from .integration.setup import frobs_providers
 from .openapi import openapi_blueprint
-from .scheduler import Scheduler, TaskSchedule
+from .scheduler import Scheduler
 from .scheduler_api import SchedulerApi
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SCHEDULE = {
-    "frequency": {"minutes": 30},
-    "timeout": {"minutes": 3},
-    "initialDelay": {"seconds": 15},
-}
-
-_HTTP_ERROR_NAMES = {
-    400: "InputError",
-    401: "AuthenticationError",
-    403: "NotAllowedError",
-    404: "NotFoundError",
-    405: "MethodNotAllowedError",
-    409: "ConflictError",
-    413: "PayloadTooLargeError",
-    415: "UnsupportedMediaTypeError",
-}
 
 
 @dataclass
@@ -130,7 +98,7 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
         url_prefix="/.backstage/scheduler/v1",
     )
     app.register_blueprint(openapi_blueprint(), url_prefix="/api")
-    _register_errors(app)
+    register_error_handlers(app)
 
     if start_background:
 
@@ -185,7 +153,7 @@ def build_runtime(config: Config) -> Runtime:
     if "gitlab" in topics:
         ingress.add_payload_check("gitlab", require_json_object)
 
-    for provider, task_schedule in _frobs_providers(config, order):
+    for provider, task_schedule in frobs_providers(config, order):
         provider.connect(EntityProviderConnection(store, provider.get_provider_name()))
         provider.subscribe(events)
         runtime.providers.append(provider)
@@ -209,72 +177,6 @@ def _store(config: Config, path: Path) -> CatalogStore:
     return FileStore(path)
 
 
-def _frobs_providers(
-    config: Config, order: EventOrder
-) -> list[tuple[FrobsEntityProvider, TaskSchedule]]:
-    """One provider per configured environment; file: URLs are checked here."""
-    environments = config.get("catalog.providers.frobs", {}) or {}
-    templates = []
-    for env, settings in environments.items():
-        settings = settings or {}
-        templates += [
-            settings.get("dataUrl", DEFAULT_DATA_URL).replace("{env}", env),
-            settings.get("itemUrl", DEFAULT_ITEM_URL),
-            settings.get("previousStateUrl", ""),
-        ]
-    allow = config.get("backend.reading.allow")
-    hosts = (
-        [a["host"] for a in allow]
-        if allow is not None
-        else [h for h in map(template_host, templates) if h]
-    )
-    max_bytes = config.get("backend.reading.maxBytes", DEFAULT_MAX_BYTES)
-    http = HttpUrlReader(HostAllowList(hosts), max_bytes)
-
-    providers, problems = [], []
-    for env, settings in environments.items():
-        settings = settings or {}
-        key = f"catalog.providers.frobs.{env}"
-        source = config.source_of(f"{key}.dataUrl")
-        folder = (source or Path("config/app-config.yaml").resolve()).parent
-        files = FileUrlReader(folder, max_bytes)
-        provider_settings = FrobsProviderSettings(
-            env=env,
-            data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
-            item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
-            previous_state_url=settings.get(
-                "previousStateUrl", "{itemUrl}/previous-state"
-            ),
-            max_deletion_ratio=settings.get("maxDeletionRatio", 0.5),
-            allow_empty_source=settings.get("allowEmptySource", False),
-        )
-        problems += [
-            f"{source}: {key}: {exc}"
-            for exc in _file_url_problems(files, provider_settings)
-        ]
-        provider = FrobsEntityProvider(
-            provider_settings, UrlReaders(http, files), order
-        )
-        providers.append((provider, _task_schedule(settings.get("schedule") or {})))
-
-    if problems:
-        raise ConfigError(problems)
-    return providers
-
-
-def _file_url_problems(
-    files: FileUrlReader, settings: FrobsProviderSettings
-) -> list[ReadRefused]:
-    problems = []
-    for url in (settings.data(), settings.item("x"), settings.previous_state("x")):
-        if url.lower().startswith("file:"):
-            try:
-                files.path_of(url)
-            except ReadRefused as exc:
-                problems.append(exc)
-    return problems
-
-
 def _delivery_policy(config: Config) -> DeliveryPolicy:
     default = DeliveryPolicy()
 
@@ -295,54 +197,9 @@ def _delivery_policy(config: Config) -> DeliveryPolicy:
     )
 
 
-def _task_schedule(settings: dict) -> TaskSchedule:
-    merged = {**DEFAULT_SCHEDULE, **settings}
-    frequency = merged["frequency"]
-    return TaskSchedule(
-        frequency=frequency["cron"]
-        if isinstance(frequency, dict) and "cron" in frequency
-        else parse_duration(frequency),
-        timeout=parse_duration(merged["timeout"]),
-        initial_delay=parse_duration(merged["initialDelay"]),
-    )
-
-
 def _sync_summary(provider: EntityProvider, cancelled) -> dict | None:
     result = provider.full_sync(cancelled)
     return result.counts() if result is not None else None
-
-
-def _register_errors(app: Flask) -> None:
-    def envelope(name: str, message: str, status: int):
-        body = error_envelope(
-            name, message, status, request.method, request.full_path.rstrip("?")
-        )
-        return jsonify(body), status
-
-    @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError):
-        return envelope(error.name, str(error), error.status)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        status = error.code or 500
-        message = error.description or error.name
-        if status == 413:
-            message = (
-                "The request body is larger than the limit (events.http.maxBodyBytes)"
-            )
-        response, status = envelope(
-            _HTTP_ERROR_NAMES.get(status, "Error"), message, status
-        )
-        for name, value in error.get_headers():
-            if name.lower() != "content-type":
-                response.headers[name] = value
-        return response, status
-
-    @app.errorhandler(Exception)
-    def internal_error(error: Exception):
-        logger.exception("Unexpected error on %s %s", request.method, request.path)
-        return envelope("Error", "An internal error occurred", 500)
 
 
 def _configure_logging() -> None:

@@ -6,8 +6,8 @@ import pytest
 from flask import Flask
 from test_backstage_examples import load
 
-from frobs.app import _register_errors
 from frobs.catalog.api import CatalogApi
+from frobs.http_errors import register_error_handlers
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def client(tmp_path_factory):
     store, _ = load(tmp_path_factory.mktemp("api"), resolve_placeholders=True)
     app = Flask("test")
     app.register_blueprint(CatalogApi(store).blueprint(), url_prefix="/api/catalog")
-    _register_errors(app)
+    register_error_handlers(app)
     return app.test_client()
 
 

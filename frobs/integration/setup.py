@@ -1,0 +1,115 @@
+"""Frobs providers from the configuration: one per ``catalog.providers.frobs.<env>``.
+
+Each provider gets its URL templates, its mass-deletion guard settings, a URL
+reader limited to the allowed hosts and to the folder of the config file that
+names it, and its full-sync schedule.  ``file:`` URLs that would leave their
+folder stop startup here, before anything is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Config, ConfigError
+from ..durations import parse_duration
+from ..events.ordering import EventOrder
+from ..reading import (
+    DEFAULT_MAX_BYTES,
+    FileUrlReader,
+    HostAllowList,
+    HttpUrlReader,
+    ReadRefused,
+    UrlReaders,
+    template_host,
+)
+from ..scheduler import TaskSchedule
+from .provider import (
+    DEFAULT_DATA_URL,
+    DEFAULT_ITEM_URL,
+    FrobsEntityProvider,
+    FrobsProviderSettings,
+)
+
+DEFAULT_SCHEDULE = {
+    "frequency": {"minutes": 30},
+    "timeout": {"minutes": 3},
+    "initialDelay": {"seconds": 15},
+}
+
+
+def frobs_providers(
+    config: Config, order: EventOrder
+) -> list[tuple[FrobsEntityProvider, TaskSchedule]]:
+    """One provider per configured environment; file: URLs are checked here."""
+    environments = config.get("catalog.providers.frobs", {}) or {}
+    templates = []
+    for env, settings in environments.items():
+        settings = settings or {}
+        templates += [
+            settings.get("dataUrl", DEFAULT_DATA_URL).replace("{env}", env),
+            settings.get("itemUrl", DEFAULT_ITEM_URL),
+            settings.get("previousStateUrl", ""),
+        ]
+    allow = config.get("backend.reading.allow")
+    hosts = (
+        [a["host"] for a in allow]
+        if allow is not None
+        else [h for h in map(template_host, templates) if h]
+    )
+    max_bytes = config.get("backend.reading.maxBytes", DEFAULT_MAX_BYTES)
+    http = HttpUrlReader(HostAllowList(hosts), max_bytes)
+
+    providers, problems = [], []
+    for env, settings in environments.items():
+        settings = settings or {}
+        key = f"catalog.providers.frobs.{env}"
+        source = config.source_of(f"{key}.dataUrl")
+        folder = (source or Path("config/app-config.yaml").resolve()).parent
+        files = FileUrlReader(folder, max_bytes)
+        provider_settings = FrobsProviderSettings(
+            env=env,
+            data_url=settings.get("dataUrl", DEFAULT_DATA_URL),
+            item_url=settings.get("itemUrl", DEFAULT_ITEM_URL),
+            previous_state_url=settings.get(
+                "previousStateUrl", "{itemUrl}/previous-state"
+            ),
+            max_deletion_ratio=settings.get("maxDeletionRatio", 0.5),
+            allow_empty_source=settings.get("allowEmptySource", False),
+        )
+        problems += [
+            f"{source}: {key}: {exc}"
+            for exc in _file_url_problems(files, provider_settings)
+        ]
+        provider = FrobsEntityProvider(
+            provider_settings, UrlReaders(http, files), order
+        )
+        providers.append((provider, _task_schedule(settings.get("schedule") or {})))
+
+    if problems:
+        raise ConfigError(problems)
+    return providers
+
+
+def _file_url_problems(
+    files: FileUrlReader, settings: FrobsProviderSettings
+) -> list[ReadRefused]:
+    problems = []
+    for url in (settings.data(), settings.item("x"), settings.previous_state("x")):
+        if url.lower().startswith("file:"):
+            try:
+                files.path_of(url)
+            except ReadRefused as exc:
+                problems.append(exc)
+    return problems
+
+
+def _task_schedule(settings: dict) -> TaskSchedule:
+    merged = {**DEFAULT_SCHEDULE, **settings}
+    frequency = merged["frequency"]
+    return TaskSchedule(
+        frequency=frequency["cron"]
+        if isinstance(frequency, dict) and "cron" in frequency
+        else parse_duration(frequency),
+        timeout=parse_duration(merged["timeout"]),
+        initial_delay=parse_duration(merged["initialDelay"]),
+    )
