@@ -238,3 +238,21 @@ def test_frobs_that_cannot_be_mapped_are_counted_as_invalid(source):
     app = make_app(source)
     run = sync(app)
     assert run.summary["added"] == 1 and run.summary["invalid"] == 2
+
+
+def test_modify_removes_what_the_frob_holds_and_its_new_state_lacks(source):
+    """Even what no previous state names: a skipped older event may have added it."""
+    write_listing(source, [frob("svc-d"), frob("svc-d", name="svc-d-api-v1")])
+    app = make_app(source)
+    sync(app)
+    write_frob(
+        source,
+        "svc-d",
+        [frob("svc-d"), frob("svc-d", name="svc-d-api-v3")],
+        previous=[frob("svc-d"), frob("svc-d", name="svc-d-api-v2")],
+    )
+
+    send(app, "modify", "svc-d")
+
+    assert {"svc-d", "svc-d-api-v3"} <= names(app)
+    assert "svc-d-api-v1" not in names(app)

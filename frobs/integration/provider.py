@@ -6,7 +6,8 @@ Provider ``frobs-<env>`` holds every entity with location key
 
 - add: read the frob's document and add its entities;
 - modify: read the frob and its previous state, remove what the previous state
-  had and the new one lacks, add or update the rest;
+  had and the new one lacks (and anything else the frob still holds that the new
+  state lacks), add or update the rest;
 - delete: remove every entity it holds with that frob id, whatever the source
   says (it usually answers 404 by then).
 
@@ -170,15 +171,29 @@ class FrobsEntityProvider(EntityProvider):
         previous = self._read_frob(
             self.settings.previous_state(frob_id), frob_id, missing_ok=True
         )
-        batch.claim(self.get_provider_name(), self.connection.store.snapshot())
+        snapshot = self.connection.store.snapshot()
+        batch.claim(self.get_provider_name(), snapshot)
 
         removed = []
-        if previous is not None and not self._refuses_any(batch):
-            removed = [
-                EntityRefRemoval(ref, self.location_key)
-                for ref in sorted(previous.refs() - batch.refs())
-                if self._frob_holds(frob_id, ref)
-            ]
+        if not self._refuses_any(batch):
+            # Everything the frob holds that its new state lacks: what the previous
+            # state had, and anything an older, skipped event left behind.
+            held = {
+                record.ref
+                for record in snapshot.records()
+                if record.source == self.get_provider_name()
+                and frob_of(record.entity) == frob_id
+            }
+            gone = held - batch.refs()
+            unlisted = gone - (previous.refs() if previous is not None else set())
+            if unlisted:
+                logger.info(
+                    "%s: frob %s also held %s, which its previous state does not list",
+                    self.get_provider_name(),
+                    frob_id,
+                    ", ".join(sorted(unlisted)),
+                )
+            removed = [EntityRefRemoval(ref, self.location_key) for ref in sorted(gone)]
         mutation = DeltaMutation(added=batch.entities, removed=removed)
         return self._apply(mutation, batch)
 
@@ -199,10 +214,6 @@ class FrobsEntityProvider(EntityProvider):
         return bool(batch.refusals) or any(
             entity_problems(item.entity) for item in batch.entities
         )
-
-    def _frob_holds(self, frob_id: str, ref: str) -> bool:
-        record = self.connection.store.snapshot().get(ref)
-        return record is not None and frob_of(record.entity) == frob_id
 
     # Full sync
 
