@@ -80,12 +80,9 @@ class CatalogApi:
         order_params = request.args.getlist("order")
         if after is not None:
             page = decode_cursor(after, "after cursor")
-            try:
-                limit, offset = int(page["limit"]), int(page["offset"])
-            except (KeyError, TypeError, ValueError):
-                raise InputError(
-                    "Malformed after cursor, could not be parsed"
-                ) from None
+            limit, offset = page.get("limit"), page.get("offset")
+            if not (_count(limit) and limit > 0 and _count(offset)):
+                raise InputError("Malformed after cursor, could not be parsed")
 
         found = self.query.find(parse_filters(filter_params))
         found = ordered(found, parse_order(order_params), keep_missing=True)
@@ -189,7 +186,14 @@ class CatalogApi:
                 "Malformed request body (did you remember to specify an "
                 'application/json content type?): send {"entityRefs": ["kind:ns/name"]}'
             )
-        fields = parse_fields(body.get("fields") or [])
+        fields = body.get("fields")
+        fields = [] if fields is None else fields
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise InputError(
+                'Malformed request body: "fields" must be a list of field paths, '
+                'like ["kind", "metadata.name"]'
+            )
+        fields = parse_fields(fields)
         filters = parse_filters(request.args.getlist("filter"))
         snapshot = self.store.snapshot()
         allowed = None
@@ -238,11 +242,38 @@ class CatalogApi:
 
 
 def _query_state(data: dict) -> dict:
-    keys = {"filter", "order", "term", "textFields", "offset", "totalItems"}
-    if not keys <= set(data) or not isinstance(data.get("offset"), int):
-        raise InputError("Malformed cursor: it was not made by this catalog")
+    """A by-query cursor's state, refused unless every value has its type."""
     data.setdefault("countTotal", True)
+    order, total = data.get("order"), data.get("totalItems")
+    valid = (
+        _strings(data.get("filter"))
+        and (order is None or _order_state(order))
+        and isinstance(data.get("term"), str)
+        and _strings(data.get("textFields"))
+        and _count(data.get("offset"))
+        and (total is None or _count(total))
+        and isinstance(data["countTotal"], bool)
+    )
+    if not valid:
+        raise InputError("Malformed cursor: it was not made by this catalog")
     return data
+
+
+def _order_state(order: object) -> bool:
+    return (
+        isinstance(order, dict)
+        and isinstance(order.get("field"), str)
+        and isinstance(order.get("desc"), bool)
+    )
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _count(value: object) -> bool:
+    """A whole number >= 0 (JSON's true and false are not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _full_ref(ref: str) -> str:

@@ -45,8 +45,15 @@ class DeadLettersApi:
         return jsonify({"items": self.processor.replay(ids)})
 
 
+#: Longer than any inbox entry id, and short enough for a file name.
+MAX_ID_LENGTH = 64
+
+
 def _id_list(value: object) -> bool:
     return isinstance(value, list) and all(
-        isinstance(v, str) and v.replace("-", "").isalnum() and v.isascii()
+        isinstance(v, str)
+        and len(v) <= MAX_ID_LENGTH
+        and v.replace("-", "").isalnum()
+        and v.isascii()
         for v in value
     )
