@@ -33,6 +33,7 @@ from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
 from .events.webhook_security import SENDER_TOPICS, topic_validators
+from .health import Health
 from .http_errors import register_error_handlers
 from .integration.router import TOPIC as FROBS_TOPIC
 from .integration.router import FrobsEventRouter, check_frobs_payload
@@ -98,6 +99,12 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
         url_prefix="/.backstage/scheduler/v1",
     )
     app.register_blueprint(openapi_blueprint(), url_prefix="/api")
+    app.register_blueprint(
+        Health(runtime.store, runtime.scheduler).blueprint(),
+        url_prefix="/.backstage/health/v1",
+    )
+    # Every other body (by-refs, replay) has the webhook limit too.
+    app.config["MAX_CONTENT_LENGTH"] = runtime.ingress.max_body_bytes
     register_error_handlers(app)
 
     if start_background:

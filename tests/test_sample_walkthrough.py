@@ -215,3 +215,36 @@ def test_served_entities_carry_relations_both_ways(app):
 def test_json_answers_say_their_charset(app):
     response = app.test_client().get("/api/catalog/entities?limit=1")
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_liveness_and_readiness_say_how_each_source_is_doing(app):
+    client = app.test_client()
+    assert client.get("/.backstage/health/v1/liveness").get_json() == {"status": "ok"}
+    before = client.get("/.backstage/health/v1/readiness")
+    assert before.status_code == 200
+    assert before.get_json()["providers"]["frobs-sample"]["source"] == "not synced yet"
+
+    sync(app)
+    after = client.get("/.backstage/health/v1/readiness").get_json()
+    assert after["status"] == "ok"
+    assert after["providers"]["frobs-sample"]["source"] == "ok"
+    assert after["providers"]["frobs-sample"]["lastSync"]["counts"]["added"] >= 30
+
+
+def test_readiness_is_503_when_the_store_cannot_be_written(app, monkeypatch):
+    store = app.extensions["frobs"].store
+
+    def refuse():
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(store, "check_writable", refuse)
+    response = app.test_client().get("/.backstage/health/v1/readiness")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "error"
+
+
+def test_other_bodies_have_the_webhook_size_limit_too(app):
+    huge = {"entityRefs": ["component:default/x" * 10] * 40_000}
+    response = app.test_client().post("/api/catalog/entities/by-refs", json=huge)
+    assert response.status_code == 413
+    assert response.get_json()["response"] == {"statusCode": 413}
