@@ -6,7 +6,16 @@ worker's background work (the scheduler) after the fork, never in the master.
 """
 
 import os
+import shutil
 import sys
+import tempfile
+
+# Metrics are summed over the workers through files in this folder; it must be
+# set before any worker imports prometheus_client, and is emptied at startup.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"frobs-metrics-{os.getpid()}"),
+)
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '7007')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
@@ -33,6 +42,10 @@ def on_starting(server):
     Each problem is printed on its own line and gunicorn exits, instead of every
     worker failing to boot with a traceback.
     """
+    metrics = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(metrics, ignore_errors=True)
+    os.makedirs(metrics, exist_ok=True)
+
     from frobs.app import build_runtime
     from frobs.config import ConfigError, load_config
 
@@ -41,3 +54,13 @@ def on_starting(server):
     except ConfigError as error:
         sys.stderr.write(f"frobs: {error}\n")
         sys.exit(1)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

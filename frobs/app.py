@@ -38,6 +38,7 @@ from .http_errors import register_error_handlers
 from .integration.router import TOPIC as FROBS_TOPIC
 from .integration.router import FrobsEventRouter, check_frobs_payload
 from .integration.setup import frobs_providers
+from .metrics import metrics_blueprint
 from .openapi import openapi_blueprint
 from .scheduler import Scheduler
 from .scheduler_api import SchedulerApi
@@ -99,6 +100,7 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
         url_prefix="/.backstage/scheduler/v1",
     )
     app.register_blueprint(openapi_blueprint(), url_prefix="/api")
+    app.register_blueprint(metrics_blueprint(runtime.store))
     app.register_blueprint(
         Health(runtime.store, runtime.scheduler).blueprint(),
         url_prefix="/.backstage/health/v1",

@@ -35,6 +35,7 @@ from filelock import FileLock, Timeout
 
 from .durable_files import atomic_write
 from .errors import ConflictError, NotFoundError, RefusedError
+from .metrics import SYNC_RUNS, SYNC_SECONDS
 from .provenance import caused_by
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ class Scheduler:
 
         run.ended_at = datetime.now(timezone.utc)
         task.running = False
+        SYNC_RUNS.labels(task=task.id, outcome=run.outcome).inc()
+        SYNC_SECONDS.labels(task=task.id).observe(time.monotonic() - began)
         self._save_state()
         logger.info(
             "Task %s %s in %.2fs: %s",

@@ -248,3 +248,26 @@ def test_other_bodies_have_the_webhook_size_limit_too(app):
     response = app.test_client().post("/api/catalog/entities/by-refs", json=huge)
     assert response.status_code == 413
     assert response.get_json()["response"] == {"statusCode": 413}
+
+
+def test_metrics_count_what_happened(app):
+    client = app.test_client()
+    sync(app)
+    client.post("/api/events/http/frobs", json={"type": "add", "id": "ledger"})
+    client.post("/api/events/http/frobs", data=b"{", content_type="application/json")
+    client.post("/api/events/http/nope", json={})
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert 'frobs_events_received_total{status="202",topic="frobs"}' in text
+    assert 'frobs_events_received_total{status="400",topic="frobs"}' in text
+    assert 'frobs_events_received_total{status="404",topic="(not configured)"}' in text
+    assert 'frobs_events_routed_total{topic="frobs"}' in text
+    assert (
+        'frobs_sync_runs_total{outcome="succeeded",task="frobs-sample:refresh"}' in text
+    )
+    assert 'frobs_entities{kind="Component"}' in text
+    assert "frobs_store_write_seconds_bucket" in text
+    assert (
+        'frobs_entities_written_total{outcome="added",provider="frobs-sample"}' in text
+    )

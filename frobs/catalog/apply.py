@@ -40,6 +40,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from ..metrics import ENTITIES_WRITTEN, MUTATIONS
 from ..provenance import current_cause
 from .entity_ref import (
     DEFAULT_NAMESPACE,
@@ -368,6 +369,9 @@ def _removal_ref(item: DeferredEntity | EntityRefRemoval) -> str | None:
 def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
     kind = "full" if isinstance(mutation, FullMutation) else "delta"
     counts = {k: v for k, v in result.counts().items() if v}
+    MUTATIONS.labels(provider=source, type=kind).inc()
+    for outcome, count in counts.items():
+        ENTITIES_WRITTEN.labels(provider=source, outcome=outcome).inc(count)
     cause = current_cause()
     logger.info(
         "Applied %s mutation from %s (%s): %s",

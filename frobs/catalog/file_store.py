@@ -57,6 +57,7 @@ from ..durable_files import (
     fsync_dir,
     remove_temporary_files,
 )
+from ..metrics import STORE_WRITE_SECONDS
 from .relations import Incoming, update_incoming
 from .store import (
     CatalogSnapshot,
@@ -220,6 +221,10 @@ class FileStore(CatalogStore):
                 self._commit(transaction)
 
     def _commit(self, transaction: "_FileTransaction") -> None:
+        with STORE_WRITE_SECONDS.time():
+            self._write(transaction)
+
+    def _write(self, transaction: "_FileTransaction") -> None:
         contents: dict[str, dict[str, StoredEntity]] = {}
 
         def file_records(base: str) -> dict[str, StoredEntity]:

@@ -30,6 +30,7 @@ from ..errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from ..metrics import EVENTS_RECEIVED
 from .body_parsers import BodyParsers
 from .params import EventParams, delivery_id, safe_metadata
 from .service import EventsService
@@ -80,9 +81,16 @@ class HttpIngress:
         blueprint.add_url_rule(
             "/http/<path:topic>", "ingress", self.receive, methods=["POST"]
         )
+        blueprint.after_request(self._count)
         for topic in self.topics:
             logger.info("Registered /api/events/http/%s to receive events", topic)
         return blueprint
+
+    def _count(self, response):
+        topic = (request.view_args or {}).get("topic")
+        label = topic if topic in self.topics else "(not configured)"
+        EVENTS_RECEIVED.labels(topic=label, status=str(response.status_code)).inc()
+        return response
 
     def receive(self, topic: str):
         if topic not in self.topics:

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..metrics import DEAD_LETTERS, RETRIES
 from .delivery import Delivery, delivering
 from .inbox import FileInbox, InboxEntry
 from .params import EventParams, delivery_id
@@ -116,6 +117,7 @@ class EventProcessor:
             s for s, n in entry.failures.items() if n >= self.policy.max_attempts
         ]
         if exhausted:
+            DEAD_LETTERS.inc()
             self.inbox.bury(entry)
             logger.error(
                 "Event %s on topic %s, delivery %s, is a dead letter: %s failed "
@@ -128,6 +130,7 @@ class EventProcessor:
             )
             return "dead letter"
 
+        RETRIES.inc()
         delay = self.policy.delay(max(entry.failures.values()))
         entry.next_attempt_at = now + int(delay * 1e9)
         self.inbox.record(entry)

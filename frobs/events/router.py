@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from typing import Iterable
 
 from ..errors import InputError
+from ..metrics import EVENTS_ROUTED, EVENTS_UNROUTED
 from .params import EventParams
 from .service import EventsService
 
@@ -51,6 +52,7 @@ class EventRouter(ABC):
     def on_event(self, params: EventParams) -> None:
         destination = self.determine_destination_topic(params)
         if not destination:
+            EVENTS_UNROUTED.labels(topic=params.topic).inc()
             with self._lock:
                 self.unrouted += 1
             logger.debug(
@@ -63,6 +65,7 @@ class EventRouter(ABC):
         logger.debug(
             "%s routes %s to %s", self.subscriber_id, params.topic, destination
         )
+        EVENTS_ROUTED.labels(topic=params.topic).inc()
         self.events.publish(params.with_topic(destination))
 
 

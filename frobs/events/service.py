@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from ..metrics import EVENTS_UNROUTED, SUBSCRIBER_FAILURES
 from ..provenance import caused_by
 from .delivery import current_delivery
 from .params import EventParams, delivery_id
@@ -83,6 +84,7 @@ class EventsService:
 
         result = PublishResult()
         if not targets:
+            EVENTS_UNROUTED.labels(topic=params.topic).inc()
             with self._lock:
                 self.unrouted += 1
             logger.info("No subscriber for topic %s; event dropped", params.topic)
@@ -102,6 +104,7 @@ class EventsService:
                 if tracked:
                     delivery.succeeded.add(subscription.id)
             except Exception as error:
+                SUBSCRIBER_FAILURES.labels(subscriber=subscription.id).inc()
                 if tracked:
                     delivery.failures[subscription.id] = (
                         f"{type(error).__name__}: {error}"
