@@ -58,3 +58,126 @@ def test_a_broken_configuration_is_reported_on_stderr(tmp_path):
     result = run_cli("dead-letters", "list", config=config)
     assert result.returncode == 1
     assert "unknown key 'events.htp'" in result.stderr
+
+
+def source_config(tmp_path: Path, extra: str = "") -> Path:
+    source = tmp_path / "config"
+    (source / "frobs").mkdir(parents=True, exist_ok=True)
+    (source / "data.json").write_text(
+        json.dumps(
+            {
+                "frobs": [
+                    {
+                        "id": "cart",
+                        "type": "service",
+                        "lifecycle": "production",
+                        "owner": "team-a",
+                    },
+                    {
+                        "id": "docs",
+                        "type": "website",
+                        "lifecycle": "production",
+                        "owner": "team-b",
+                    },
+                ]
+            }
+        )
+    )
+    config = source / "app.yaml"
+    config.write_text(
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        "  providers:\n    frobs:\n      dev:\n"
+        "        dataUrl: file:data.json\n        itemUrl: file:frobs/{id}.json\n"
+        + extra
+    )
+    return config
+
+
+def test_check_config_masks_secrets(tmp_path):
+    config = source_config(
+        tmp_path,
+        "events:\n  modules:\n    github:\n      webhookSecret: hush-hush\n"
+        "backend:\n  auth:\n    adminToken: also-secret\n",
+    )
+    result = run_cli("check-config", config=config)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["config"]["events"]["modules"]["github"]["webhookSecret"] == "****"
+    assert "hush-hush" not in result.stdout and "also-secret" not in result.stdout
+    assert shown["files"] == [str(config)]
+
+
+def test_check_config_lists_every_problem_with_key_and_file(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "events:\n  htp: 1\n  http:\n    maxBodyBytes: lots\n"
+        "catalog:\n  store:\n    path: ${NOT_SET_ANYWHERE}\n"
+    )
+    result = run_cli("check-config", config=config)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(str(config)) for line in lines)
+    assert "events.htp" in result.stderr and "events.http.maxBodyBytes" in result.stderr
+    assert "NOT_SET_ANYWHERE" in result.stderr
+
+
+def test_sync_runs_a_full_sync_and_prints_a_summary(tmp_path):
+    config = source_config(tmp_path)
+    result = run_cli("sync", "frobs-dev", config=config)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "succeeded" and summary["counts"]["added"] == 2
+    assert "Syncing frobs-dev" in result.stderr
+
+    unknown = run_cli("sync", "frobs-nope", config=config)
+    assert unknown.returncode == 2 and "frobs-dev" in unknown.stderr
+
+
+def test_entities_lists_filters_and_gets(tmp_path):
+    config = source_config(tmp_path)
+    run_cli("sync", "frobs-dev", config=config)
+
+    everything = json.loads(run_cli("entities", config=config).stdout)
+    assert {e["metadata"]["name"] for e in everything} == {"cart", "docs"}
+    websites = run_cli("entities", "--filter", "spec.type=website", config=config)
+    assert [e["metadata"]["name"] for e in json.loads(websites.stdout)] == ["docs"]
+    one = json.loads(run_cli("entities", "component:cart", config=config).stdout)
+    assert one["metadata"]["uid"] and one["metadata"]["name"] == "cart"
+    assert run_cli("entities", "component:nope", config=config).returncode == 1
+
+
+def test_send_signs_a_webhook_as_its_topic_requires(tmp_path, httpserver):
+    import hashlib
+    import hmac
+
+    config = source_config(
+        tmp_path,
+        "events:\n  http:\n    topics: [frobs, github]\n"
+        "  modules:\n    github:\n      webhookSecret: s3cret\n",
+    )
+    body = b'{"zen": "Keep it logically awesome."}'
+    payload = tmp_path / "ping.json"
+    payload.write_bytes(body)
+    httpserver.expect_request(
+        "/api/events/http/github", method="POST"
+    ).respond_with_json({"status": "accepted"}, status=202)
+
+    result = run_cli(
+        "send",
+        "github",
+        str(payload),
+        "--url",
+        httpserver.url_for("/"),
+        "--header",
+        "X-GitHub-Event: ping",
+        config=config,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("202")
+    ((request, _),) = httpserver.log
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Hub-Signature-256"] == expected
+    assert request.headers["X-GitHub-Event"] == "ping"
+    assert request.get_data() == body

@@ -236,3 +236,23 @@ def test_the_real_clock_is_the_default():
         validator.validate(RequestDetails("t", BODY, standard_headers(BODY, now)))
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "validator",
+    [
+        github_signature_validator("s3cret"),
+        HmacSignatureValidator(
+            "x-sig", ["a", "b"], algorithm="sha512", encoding="base64"
+        ),
+        TokenValidator("x-gitlab-token", ["tok"]),
+        StandardWebhooksValidator([SECRET]),
+    ],
+    ids=["github", "hmac base64 sha512", "token", "standard webhooks"],
+)
+def test_what_a_validator_signs_it_accepts(validator):
+    headers = {k.lower(): v for k, v in validator.sign(BODY).items()}
+    assert validator.validate(RequestDetails("t", BODY, headers)) is None
+    assert validator.validate(
+        RequestDetails("t", BODY + b" ", headers)
+    ) is not None or (isinstance(validator, TokenValidator))

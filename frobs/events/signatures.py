@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from typing import Callable, Iterable
 
@@ -73,6 +74,15 @@ class HmacSignatureValidator(RequestValidator):
                 return None
         return INVALID_SIGNATURE
 
+    def sign(self, body: bytes) -> dict[str, str]:
+        """The header a sender would add, with the first secret (for ``frobs send``)."""
+        digest = hmac.new(self.secrets[0], body, self.digest).digest()
+        text = digest.hex() if self.encoding == "hex" else base64.b64encode(digest)
+        return {
+            self.header: self.prefix
+            + (text if isinstance(text, str) else text.decode())
+        }
+
     def _decoded(self, value: str) -> bytes | None:
         if not value.startswith(self.prefix):
             return None
@@ -99,6 +109,9 @@ class TokenValidator(RequestValidator):
         self.header = header.lower()
         self.tokens = _secrets(tokens)
         self.secret_headers = (self.header,)
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        return {self.header: self.tokens[0].decode()}
 
     def validate(self, details: RequestDetails) -> Rejection | None:
         given = details.headers.get(self.header, "").encode()
@@ -130,6 +143,17 @@ class StandardWebhooksValidator(RequestValidator):
         self.keys = [self._key(s) for s in _secrets(secrets)]
         self.tolerance = tolerance
         self.clock = clock
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        message_id = f"msg_{secrets.token_hex(8)}"
+        timestamp = str(int(self.clock()))
+        signed = f"{message_id}.{timestamp}.".encode() + body
+        digest = hmac.new(self.keys[0], signed, hashlib.sha256).digest()
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+        }
 
     @staticmethod
     def _key(secret: bytes) -> bytes:

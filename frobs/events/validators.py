@@ -35,3 +35,7 @@ class RequestValidator(ABC):
     @abstractmethod
     def validate(self, details: RequestDetails) -> Rejection | None:
         """None to accept the request, a ``Rejection`` to refuse it."""
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        """Headers that make a request with ``body`` pass (used by ``frobs send``)."""
+        return {}
