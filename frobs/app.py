@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask
+from pythonjsonlogger.json import JsonFormatter
 
 from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
@@ -212,9 +213,21 @@ def _sync_summary(provider: EntityProvider, cancelled) -> dict | None:
 
 
 def _configure_logging() -> None:
+    """Readable lines on stderr, or JSON lines with ``LOG_FORMAT=json``."""
     root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    fields = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        handler.setFormatter(
+            JsonFormatter(fields, rename_fields={"levelname": "level"})
         )
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+            )
+        )
+    root.addHandler(handler)
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

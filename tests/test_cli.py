@@ -181,3 +181,24 @@ def test_send_signs_a_webhook_as_its_topic_requires(tmp_path, httpserver):
     assert request.headers["X-Hub-Signature-256"] == expected
     assert request.headers["X-GitHub-Event"] == "ping"
     assert request.get_data() == body
+
+
+def test_log_format_json_writes_one_json_object_per_line(tmp_path):
+    script = (
+        "from frobs.app import create_app\n"
+        "app = create_app(start_background=False)\n"
+        "app.test_client().post('/api/events/http/frobs', "
+        "json={'type': 'add', 'id': 'ledger'})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "LOG_FORMAT": "json", "STORE_PATH": str(tmp_path / "s")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line]
+    assert records and all({"level", "name", "message"} <= set(r) for r in records)
+    assert any("applied add of frob ledger" in r["message"] for r in records)
