@@ -27,27 +27,29 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from filelock import FileLock
+from gunicorn_service import (
+    catalog_answers,
+    free_port,
+    read_log,
+    spawn_gunicorn,
+    stop_process,
+)
 from test_backstage_examples import EXPECTED, ExampleFilesProvider
-from test_end_to_end import free_port, gunicorn_options, service_env
 
 from frobs.catalog.file_store import FileStore
 from frobs.catalog.provider import EntityProviderConnection
 
 CLIENT_PACKAGE = "@backstage/catalog-client"
 CLIENT_VERSION = "1.16.4"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
 START_TIMEOUT = 30.0
 NPM_TIMEOUT = 300
@@ -142,53 +144,19 @@ def start_gunicorn(folder: Path) -> tuple[subprocess.Popen, str, Path]:
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()
     log_path = folder / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "app:app",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{port}",
-                *gunicorn_options(),
-            ],
-            cwd=REPO_ROOT,
-            env=service_env(config_path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_gunicorn(config_path, port, log_path, WORKERS)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
-        try:
-            with requests.Session() as session:
-                session.trust_env = False
-                answer = session.get(f"{base_url}/api/catalog/entities", timeout=5)
-            booted = re.findall(r"Booting worker", log_path.read_text(errors="replace"))
-            if answer.status_code == 200 and len(booted) >= WORKERS:
-                return process, base_url, log_path
-        except requests.RequestException:
-            pass
+        answering = catalog_answers(base_url, timeout=5)
+        booted = re.findall(r"Booting worker", read_log(log_path))
+        if answering and len(booted) >= WORKERS:
+            return process, base_url, log_path
         time.sleep(0.2)
-    stop_gunicorn(process)
+    stop_process(process)
     pytest.fail(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
-
-
-def stop_gunicorn(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 # The client's calls
@@ -341,7 +309,7 @@ def answers(tmp_path_factory) -> dict:
             timeout=NODE_TIMEOUT,
         )
     finally:
-        stop_gunicorn(process)
+        stop_process(process)
     assert result.returncode == 0, (
         f"the client script failed:\n{result.stderr}\n"
         f"--- gunicorn log ---\n{log_path.read_text(errors='replace')[-4000:]}"

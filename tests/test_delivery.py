@@ -7,9 +7,8 @@ import logging
 import time
 
 import pytest
+from frob_sources import file_source_app, frob, names, source_folder
 
-from frobs.app import create_app
-from frobs.config import load_config
 from frobs.events.delivery import Delivery, delivering
 from frobs.events.inbox import InboxEntry
 from frobs.events.params import EventParams
@@ -17,37 +16,20 @@ from frobs.events.params import EventParams
 TOKEN = "admin-token-for-tests"
 
 
-def frob(frob_id: str, **fields) -> dict:
-    return {
-        "id": frob_id,
-        "type": "service",
-        "lifecycle": "production",
-        "owner": "team-a",
-        **fields,
-    }
-
-
 @pytest.fixture
 def source(tmp_path):
-    folder = tmp_path / "config"
-    (folder / "frobs").mkdir(parents=True)
+    folder = source_folder(tmp_path)
     (folder / "data.json").write_text(json.dumps({"frobs": []}))
     return folder
 
 
 def make_app(source, token: str | None = TOKEN, max_attempts: int = 3):
     auth = f"backend:\n  auth:\n    adminToken: {token}\n" if token else ""
-    (source / "app.yaml").write_text(
-        f"catalog:\n  store:\n    path: {source.parent / 'store'}\n"
-        "  providers:\n    frobs:\n      dev:\n"
-        "        dataUrl: file:data.json\n"
-        "        itemUrl: file:frobs/{id}.json\n"
-        "        previousStateUrl: file:frobs/{id}.previous.json\n"
+    return file_source_app(
+        source,
         f"events:\n  retry:\n    maxAttempts: {max_attempts}\n"
-        "    initialDelay: {milliseconds: 1}\n    maxDelay: {milliseconds: 2}\n" + auth
+        "    initialDelay: {milliseconds: 1}\n    maxDelay: {milliseconds: 2}\n" + auth,
     )
-    config = load_config({"APP_CONFIG": str(source / "app.yaml")}, source)
-    return create_app(config, start_background=False)
 
 
 def write_frob(source, frob_id: str, frobs: list[dict]) -> None:
@@ -66,11 +48,6 @@ def send(app, event_type: str, frob_id: str, delivery: str | None = None):
         json={"type": event_type, "id": frob_id},
         headers=headers,
     )
-
-
-def names(app) -> set[str]:
-    entities = app.test_client().get("/api/catalog/entities").get_json()
-    return {e["metadata"]["name"] for e in entities}
 
 
 def retry_all(app, rounds: int = 10) -> None:

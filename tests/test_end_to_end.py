@@ -18,33 +18,47 @@ reaches the Frobs service; and the store's files stay whole JSON throughout.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 import yaml
+from frob_sources import (
+    api_frob,
+    component_frob,
+    json_response,
+    serve_frobs,
+    set_or_drop,
+)
+from gunicorn_service import (
+    HTTP_TIMEOUT,
+    explain,
+    free_port,
+    http,
+    last_lines,
+    read_log,
+    show_logs_on_failure,
+    spawn_gunicorn,
+    stop_process,
+    wait_until,
+    wait_until_serving,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ID_ANNOTATION = "frobs.example.com/id"
 MANAGED_BY = "backstage.io/managed-by-location"
 MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
 MAX_BODY_BYTES = 65536
 START_TIMEOUT = 20.0
 WORKERS = 3
-HTTP_TIMEOUT = 15.0
 LONG_WAIT = {"hours": 1}
 FROBS_PATH = "/api/events/http/frobs"
 JSON = {"Content-Type": "application/json"}
@@ -70,15 +84,15 @@ class FrobsSource:
 
     def set_item(self, env: str, frob_id: str, frobs: list[dict] | None) -> None:
         with self._lock:
-            _set_or_drop(self._items, (env, frob_id), frobs)
+            set_or_drop(self._items, (env, frob_id), frobs)
 
     def set_previous(self, env: str, frob_id: str, frobs: list[dict] | None) -> None:
         with self._lock:
-            _set_or_drop(self._previous, (env, frob_id), frobs)
+            set_or_drop(self._previous, (env, frob_id), frobs)
 
     def set_listing(self, env: str, frobs: list[dict] | None) -> None:
         with self._lock:
-            _set_or_drop(self._listings, env, frobs)
+            set_or_drop(self._listings, env, frobs)
 
     def requests(self) -> list[str]:
         with self._lock:
@@ -92,8 +106,8 @@ class FrobsSource:
             self._requests.append(request.path)
             frobs = self._lookup(request.path)
         if request.method != "GET" or frobs is None:
-            return _json_response({"message": f"no frob at {request.path}"}, 404)
-        return _json_response({"frobs": frobs}, 200)
+            return json_response({"message": f"no frob at {request.path}"}, 404)
+        return json_response({"frobs": frobs}, 200)
 
     def _lookup(self, path: str) -> list[dict] | None:
         parts = path.strip("/").split("/")
@@ -106,41 +120,8 @@ class FrobsSource:
         return None
 
 
-def _set_or_drop(table: dict, key: Any, value: list[dict] | None) -> None:
-    if value is None:
-        table.pop(key, None)
-    else:
-        table[key] = value
-
-
-def _json_response(body: Any, status: int) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
-
-
-def component(frob_id: str, name: str | None = None, **fields: Any) -> dict:
-    frob = {
-        "id": frob_id,
-        "kind": "Component",
-        "type": "service",
-        "lifecycle": "production",
-        "owner": "team-e2e",
-    }
-    if name is not None:
-        frob["name"] = name
-    return {**frob, **fields}
-
-
-def api(frob_id: str, name: str, **fields: Any) -> dict:
-    frob = {
-        "id": frob_id,
-        "name": name,
-        "kind": "API",
-        "type": "openapi",
-        "lifecycle": "production",
-        "owner": "team-e2e",
-        "spec": {"definition": "openapi: 3.0.3\ninfo: {title: e2e, version: 1.0.0}\n"},
-    }
-    return {**frob, **fields}
+component = partial(component_frob, owner="team-e2e")
+api = partial(api_frob, owner="team-e2e", spec_title="e2e")
 
 
 # The service under test
@@ -166,13 +147,7 @@ class Service:
         return self._request("GET", path, **kwargs)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        # A new connection each time (so requests spread over the workers), and
-        # no proxy from the environment between the tests and the loopback.
-        with requests.Session() as session:
-            session.trust_env = False
-            return session.request(
-                method, self.base_url + path, timeout=HTTP_TIMEOUT, **kwargs
-            )
+        return http(method, self.base_url + path, timeout=HTTP_TIMEOUT, **kwargs)
 
     def event(
         self, event_type: str, frob_id: Any, topic: str = "frobs"
@@ -206,35 +181,15 @@ class Service:
         return response.json()
 
     def explain(self, response: requests.Response) -> str:
-        return (
-            f"{response.request.method} {response.url} -> {response.status_code}: "
-            f"{response.text[:500]}"
-        )
+        return explain(response)
 
     def log_tail(self, lines: int = 80) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
+        if not self.log_path.exists():
             return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return last_lines(read_log(self.log_path), lines)
 
     def running(self) -> bool:
         return self.process.poll() is None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def gunicorn_options() -> list[str]:
-    """Keep newer gunicorns' control socket out of $HOME, where services collide."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        return ["--no-control-socket"]
-    return []
 
 
 def provider_settings(server: HTTPServer, env: str, schedule: dict) -> dict:
@@ -265,43 +220,12 @@ def write_config(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Pat
     return path
 
 
-def service_env(config_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "HOST", "PORT"):
-        env.pop(name, None)
-    for name in list(env):
-        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            del env[name]
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["APP_CONFIG"] = str(config_path)
-    env["LOG_LEVEL"] = "INFO"
-    return env
-
-
 def start_service(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Service:
     folder.mkdir(parents=True, exist_ok=True)
     config_path = write_config(folder, server, envs)
     port = free_port()
     log_path = folder / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "app:app",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{port}",
-                *gunicorn_options(),
-            ],
-            cwd=REPO_ROOT,
-            env=service_env(config_path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_gunicorn(config_path, port, log_path, WORKERS)
     service = Service(
         base_url=f"http://127.0.0.1:{port}",
         store_path=folder / "store",
@@ -310,60 +234,14 @@ def start_service(folder: Path, server: HTTPServer, envs: dict[str, dict]) -> Se
         process=process,
     )
     _SERVICES.append(service)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if not service.running():
-            stop_service(service)
-            pytest.fail(f"gunicorn exited at startup:\n{service.log_tail()}")
-        try:
-            if service.get("/api/catalog/entities").status_code == 200:
-                wait_for_workers(service, WORKERS, deadline)
-                return service
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            stop_service(service)
-            pytest.fail(
-                f"gunicorn did not answer in {START_TIMEOUT}s:\n{service.log_tail()}"
-            )
-        time.sleep(0.2)
-
-
-def wait_for_workers(service: Service, count: int, deadline: float) -> None:
-    """Give every worker time to build the app, so requests can spread over them.
-
-    Best effort: the log is read for gunicorn's "Booting worker" line and the
-    ingress's "Registered" line of each worker; if they never show, go on.
-    """
-    while time.monotonic() < deadline:
-        log = service.log_path.read_text(errors="replace")
-        booted = set(re.findall(r"Booting worker with pid: (\d+)", log))
-        ready = set(re.findall(r" (\d+) INFO \S+: Registered /api/events/", log))
-        if len(booted) >= count and booted <= ready:
-            return
-        time.sleep(0.1)
+    wait_until_serving(
+        process, service.base_url, log_path, WORKERS, START_TIMEOUT, service.log_tail
+    )
+    return service
 
 
 def stop_service(service: Service) -> None:
-    if not service.running():
-        return
-    service.process.send_signal(signal.SIGTERM)
-    try:
-        service.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait(timeout=5)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.2)
+    stop_process(service.process)
 
 
 def store_documents(service: Service) -> dict[str, dict]:
@@ -404,13 +282,7 @@ def source() -> FrobsSource:
 
 @pytest.fixture(scope="module")
 def frobs_server(source: FrobsSource):
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.expect_request(re.compile(r"^/.*")).respond_with_handler(source.handle)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    yield from serve_frobs(source.handle)
 
 
 @pytest.fixture(scope="module")
@@ -432,15 +304,7 @@ def service(tmp_path_factory, frobs_server: HTTPServer):
 @pytest.fixture(autouse=True)
 def _service_log_on_failure(request, capsys):
     """Print the log of the services a failed test used (failure diagnostics)."""
-    failed_before = request.session.testsfailed
-    known_before = len(_SERVICES)
-    yield
-    if request.session.testsfailed == failed_before:
-        return
-    shown = [s for i, s in enumerate(_SERVICES) if i >= known_before or s.running()]
-    with capsys.disabled():
-        for running in shown:
-            print(f"\n--- gunicorn log ({running.log_path}) ---\n{running.log_tail()}")
+    yield from show_logs_on_failure(request, capsys, _SERVICES)
 
 
 # Tests

@@ -37,27 +37,44 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
+from frob_sources import (
+    api_frob,
+    component_frob,
+    json_response,
+    serve_frobs,
+    set_or_drop,
+)
+from gunicorn_service import (
+    HTTP_TIMEOUT,
+    catalog_answers,
+    explain,
+    free_port,
+    http,
+    last_lines,
+    read_log,
+    spawn_gunicorn,
+    stop_process,
+    wait_for_workers,
+    wait_until,
+)
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = "fault"
 PROVIDER = f"frobs-{ENV}"
 TASK_ID = f"{PROVIDER}:refresh"
@@ -65,7 +82,6 @@ ADMIN_TOKEN = "fault-injection-admin-token"
 ID_ANNOTATION = "frobs.example.com/id"
 WORKERS = 3
 START_TIMEOUT = 30.0
-HTTP_TIMEOUT = 15.0
 NEVER = {"hours": 1}
 FROBS_PATH = "/api/events/http/frobs"
 NO_SYNC = {"initialDelay": NEVER, "frequency": NEVER}
@@ -123,11 +139,11 @@ class FrobsSource:
 
     def set_item(self, frob_id: str, frobs: list[dict] | None) -> None:
         with self._lock:
-            _set_or_drop(self._items, frob_id, frobs)
+            set_or_drop(self._items, frob_id, frobs)
 
     def set_previous(self, frob_id: str, frobs: list[dict] | None) -> None:
         with self._lock:
-            _set_or_drop(self._previous, frob_id, frobs)
+            set_or_drop(self._previous, frob_id, frobs)
 
     def set_listing(self, frobs: list[dict] | None) -> None:
         with self._lock:
@@ -191,42 +207,11 @@ class FrobsSource:
                     request.path, kind, frob_id, started, time.time(), status, hang
                 )
             )
-        return Response(
-            json.dumps(body), status=status, content_type="application/json"
-        )
+        return json_response(body, status)
 
 
-def _set_or_drop(table: dict, key: Any, value: list[dict] | None) -> None:
-    if value is None:
-        table.pop(key, None)
-    else:
-        table[key] = value
-
-
-def component(frob_id: str, name: str | None = None, **fields: Any) -> dict:
-    frob = {
-        "id": frob_id,
-        "kind": "Component",
-        "type": "service",
-        "lifecycle": "production",
-        "owner": "team-faults",
-    }
-    if name is not None:
-        frob["name"] = name
-    return {**frob, **fields}
-
-
-def api(frob_id: str, name: str, **fields: Any) -> dict:
-    frob = {
-        "id": frob_id,
-        "name": name,
-        "kind": "API",
-        "type": "openapi",
-        "lifecycle": "production",
-        "owner": "team-faults",
-        "spec": {"definition": "openapi: 3.0.3\ninfo: {title: f, version: 1.0.0}\n"},
-    }
-    return {**frob, **fields}
+component = partial(component_frob, owner="team-faults")
+api = partial(api_frob, owner="team-faults", spec_title="f")
 
 
 def versioned(frob_id: str, version: int, with_api: bool) -> list[dict]:
@@ -255,13 +240,7 @@ def source() -> FrobsSource:
 
 @pytest.fixture
 def frobs_server(source: FrobsSource):
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.expect_request(re.compile(r"^/.*")).respond_with_handler(source.handle)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    yield from serve_frobs(source.handle)
 
 
 # The service under test
@@ -290,12 +269,8 @@ class Service:
         return self.log_paths[-1]
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        # A new connection each time (so requests spread over the workers), and
-        # no proxy from the environment between the tests and the loopback.
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
-        with requests.Session() as session:
-            session.trust_env = False
-            return session.request(method, self.base_url + path, **kwargs)
+        return http(method, self.base_url + path, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -337,16 +312,10 @@ class Service:
         return response.json()["items"]
 
     def log_text(self) -> str:
-        texts = []
-        for path in self.log_paths:
-            try:
-                texts.append(path.read_text(errors="replace"))
-            except FileNotFoundError:
-                pass
-        return "".join(texts)
+        return read_log(*self.log_paths)
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        return last_lines(self.log_text(), lines)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -389,28 +358,6 @@ def _json_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def explain(response: requests.Response) -> str:
-    return (
-        f"{response.request.method} {response.url} -> {response.status_code}: "
-        f"{response.text[:500]}"
-    )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def gunicorn_options() -> list[str]:
-    """Keep newer gunicorns' control socket out of $HOME, where services collide."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        return ["--no-control-socket"]
-    return []
-
-
 def service_config(
     folder: Path,
     server: HTTPServer,
@@ -443,19 +390,6 @@ def service_config(
     return config
 
 
-def service_env(config_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "HOST", "PORT"):
-        env.pop(name, None)
-    for name in list(env):
-        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            del env[name]
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["APP_CONFIG"] = str(config_path)
-    env["LOG_LEVEL"] = "INFO"
-    return env
-
-
 def launch(service: Service) -> Service:
     """Start (or start again) gunicorn for ``service``; wait until it answers."""
     assert not service.running()
@@ -463,32 +397,13 @@ def launch(service: Service) -> Service:
     service.log_paths.append(log_path)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        with open(log_path, "ab") as log:
-            service.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "app:app",
-                    "--workers",
-                    str(WORKERS),
-                    "--bind",
-                    f"127.0.0.1:{service.port}",
-                    *gunicorn_options(),
-                ],
-                cwd=REPO_ROOT,
-                env=service_env(service.config_path),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        service.process = spawn_gunicorn(
+            service.config_path, service.port, log_path, WORKERS, append=True
+        )
         while service.running():
-            try:
-                if service.get("/api/catalog/entities", timeout=2).status_code == 200:
-                    wait_for_workers(service, log_path, deadline)
-                    return service
-            except requests.RequestException:
-                pass
+            if catalog_answers(service.base_url, timeout=2):
+                wait_for_workers(log_path, WORKERS, deadline)
+                return service
             if time.monotonic() > deadline:
                 stop(service)
                 pytest.fail(f"gunicorn did not answer in time:\n{service.log_tail()}")
@@ -501,28 +416,9 @@ def launch(service: Service) -> Service:
         time.sleep(0.5)
 
 
-def wait_for_workers(service: Service, log_path: Path, deadline: float) -> None:
-    """Wait until every worker of this start has built the app (best effort)."""
-    while time.monotonic() < deadline:
-        log = log_path.read_text(errors="replace")
-        booted = set(re.findall(r"Booting worker with pid: (\d+)", log))
-        ready = set(re.findall(r" (\d+) INFO \S+: Registered /api/events/", log))
-        if len(booted) >= WORKERS and booted <= ready:
-            return
-        time.sleep(0.1)
-
-
 def stop(service: Service) -> None:
     """SIGTERM, then SIGKILL for the whole process group if it lingers."""
-    process = service.process
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+    stop_process(service.process)
 
 
 def kill_everything(service: Service) -> None:
@@ -576,17 +472,6 @@ def services(request, tmp_path: Path, frobs_server: HTTPServer):
     if request.session.testsfailed != failed_before:
         for service in started:
             print(f"\n--- gunicorn log ({service.log_path}) ---\n{service.log_tail()}")
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.2)
 
 
 def every_store_file_is_json(service: Service) -> int:

@@ -5,30 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from frob_sources import file_source_app, frob, names, source_folder
 
-from frobs.app import create_app
 from frobs.catalog.mutation import DeferredEntity, DeltaMutation
 from frobs.catalog.provider import EntityProviderConnection
-from frobs.config import load_config
 from frobs.integration.mapping import entity_from_frob
 from frobs.reading import ReadRefused
 
 
-def frob(frob_id: str, **fields) -> dict:
-    return {
-        "id": frob_id,
-        "type": "service",
-        "lifecycle": "production",
-        "owner": "team-a",
-        **fields,
-    }
-
-
 @pytest.fixture
 def source(tmp_path):
-    folder = tmp_path / "config"
-    (folder / "frobs").mkdir(parents=True)
-    return folder
+    return source_folder(tmp_path)
 
 
 def write_listing(source, frobs: list[dict]) -> None:
@@ -37,25 +24,12 @@ def write_listing(source, frobs: list[dict]) -> None:
 
 def make_app(source, **provider):
     settings = "".join(f"        {k}: {json.dumps(v)}\n" for k, v in provider.items())
-    (source / "app.yaml").write_text(
-        f"catalog:\n  store:\n    path: {source.parent / 'store'}\n"
-        "  providers:\n    frobs:\n      dev:\n"
-        "        dataUrl: file:data.json\n"
-        "        itemUrl: file:frobs/{id}.json\n"
-        "        previousStateUrl: file:frobs/{id}.previous.json\n" + settings
-    )
-    config = load_config({"APP_CONFIG": str(source / "app.yaml")}, source)
-    return create_app(config, start_background=False)
+    return file_source_app(source, settings)
 
 
 def sync(app):
     scheduler = app.extensions["frobs"].scheduler
     return scheduler.run(scheduler.tasks["frobs-dev:refresh"])
-
-
-def names(app) -> set[str]:
-    entities = app.test_client().get("/api/catalog/entities").get_json()
-    return {e["metadata"]["name"] for e in entities}
 
 
 def test_a_sync_that_would_remove_most_entities_is_refused_and_says_why(source):

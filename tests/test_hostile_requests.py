@@ -36,17 +36,14 @@ import gzip
 import hashlib
 import hmac
 import json
-import os
-import re
 import select
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -54,12 +51,21 @@ from urllib.parse import urlencode
 import pytest
 import requests
 import yaml
+from frob_sources import component_frob
+from gunicorn_service import (
+    HTTP_TIMEOUT,
+    free_port,
+    http,
+    last_lines,
+    show_logs_on_failure,
+    spawn_gunicorn,
+    stop_process,
+    wait_until_serving,
+)
 from standardwebhooks import Webhook
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
 START_TIMEOUT = 20.0
-HTTP_TIMEOUT = 15.0
 EXCHANGE_BUDGET = 20.0
 
 MIB = 1024 * 1024
@@ -83,15 +89,7 @@ GITLAB_PUSH = b'{"object_kind": "push", "ref": "refs/heads/main", "commits": []}
 PAYLOAD = b'{"event": "thing.happened", "data": {"n": 1}}'
 
 
-def frob(frob_id: str, name: str | None = None) -> dict:
-    document = {
-        "id": frob_id,
-        "kind": "Component",
-        "type": "service",
-        "lifecycle": "production",
-        "owner": "team-hostile",
-    }
-    return document if name is None else {**document, "name": name}
+frob = partial(component_frob, owner="team-hostile")
 
 
 # Requests over a raw socket
@@ -334,13 +332,12 @@ class Service:
     def log_path(self) -> Path:
         return self.folder / "gunicorn.log"
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def get(self, path: str) -> requests.Response:
-        # No proxy from the environment between the tests and the loopback.
-        with requests.Session() as session:
-            session.trust_env = False
-            return session.get(
-                f"http://127.0.0.1:{self.port}{path}", timeout=HTTP_TIMEOUT
-            )
+        return http("GET", self.base_url + path, timeout=HTTP_TIMEOUT)
 
     def send(self, outgoing: Outgoing) -> Answer:
         return exchange(self.port, outgoing)
@@ -376,8 +373,7 @@ class Service:
             return b""
 
     def log_tail(self, lines: int = 60) -> str:
-        text = self.log_bytes().decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return last_lines(self.log_bytes().decode(errors="replace"), lines)
 
     def worker_pids(self) -> set[int]:
         master = self.process.pid
@@ -399,21 +395,6 @@ class Service:
 
 
 _SERVICES: list[Service] = []
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def gunicorn_options() -> list[str]:
-    """Keep newer gunicorns' control socket out of $HOME, where services collide."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        return ["--no-control-socket"]
-    return []
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -478,85 +459,34 @@ def write_config(folder: Path) -> Path:
     return path
 
 
-def service_env(config_path: Path, log_level: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "HOST", "PORT"):
-        env.pop(name, None)
-    for name in list(env):
-        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            del env[name]
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["APP_CONFIG"] = str(config_path)
-    env["LOG_LEVEL"] = log_level
-    return env
-
-
 def start_service(folder: Path, log_level: str = "INFO") -> Service:
     folder.mkdir(parents=True, exist_ok=True)
     config_path = write_config(folder)
     port = free_port()
     gunicorn_level = ["--log-level", "debug"] if log_level == "DEBUG" else []
-    with open(folder / "gunicorn.log", "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "app:app",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{port}",
-                *gunicorn_level,
-                *gunicorn_options(),
-            ],
-            cwd=REPO_ROOT,
-            env=service_env(config_path, log_level),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_gunicorn(
+        config_path,
+        port,
+        folder / "gunicorn.log",
+        WORKERS,
+        log_level=log_level,
+        extra=gunicorn_level,
+    )
     service = Service(port, folder, process)
     _SERVICES.append(service)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if not service.running():
-            stop_service(service)
-            pytest.fail(f"gunicorn exited at startup:\n{service.log_tail()}")
-        try:
-            if service.get("/api/catalog/entities").status_code == 200:
-                wait_for_workers(service, deadline)
-                return service
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            stop_service(service)
-            pytest.fail(
-                f"gunicorn did not answer in {START_TIMEOUT}s:\n{service.log_tail()}"
-            )
-        time.sleep(0.2)
-
-
-def wait_for_workers(service: Service, deadline: float) -> None:
-    """Best effort: wait until every worker has booted and built the app."""
-    while time.monotonic() < deadline:
-        log = service.log_bytes().decode(errors="replace")
-        booted = set(re.findall(r"Booting worker with pid: (\d+)", log))
-        ready = set(re.findall(r" (\d+) INFO \S+: Registered /api/events/", log))
-        if len(booted) >= WORKERS and booted <= ready:
-            return
-        time.sleep(0.1)
+    wait_until_serving(
+        process,
+        service.base_url,
+        service.log_path,
+        WORKERS,
+        START_TIMEOUT,
+        service.log_tail,
+    )
+    return service
 
 
 def stop_service(service: Service) -> None:
-    if not service.running():
-        return
-    service.process.send_signal(signal.SIGTERM)
-    try:
-        service.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait(timeout=5)
+    stop_process(service.process)
 
 
 def peak_rss(pid: int) -> int:
@@ -585,15 +515,7 @@ def service(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _service_log_on_failure(request, capsys):
     """Print the log of the services a failed test used (failure diagnostics)."""
-    failed_before = request.session.testsfailed
-    known_before = len(_SERVICES)
-    yield
-    if request.session.testsfailed == failed_before:
-        return
-    shown = [s for i, s in enumerate(_SERVICES) if i >= known_before or s.running()]
-    with capsys.disabled():
-        for running in shown:
-            print(f"\n--- gunicorn log ({running.log_path}) ---\n{running.log_tail()}")
+    yield from show_logs_on_failure(request, capsys, _SERVICES)
 
 
 # Tests
