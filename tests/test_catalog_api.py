@@ -152,7 +152,8 @@ def test_by_refs_needs_a_list_of_refs(client, body):
 
 def test_facets_count_values_as_written(client):
     facets = client.get(
-        "/api/catalog/entity-facets?facet=kind&facet=metadata.tags&facet=relations.ownedBy"
+        "/api/catalog/entity-facets?facet=kind&facet=metadata.tags"
+        "&facet=relations.ownedBy"
     ).get_json()["facets"]
     kinds = {f["value"]: f["count"] for f in facets["kind"]}
     assert kinds["Component"] == 7 and kinds["User"] == 10 and kinds["API"] == 3
