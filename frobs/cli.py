@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -144,7 +145,11 @@ def sync(provider: str) -> None:
         bar.update(timeout - waited)
     done.wait()
     result = run["result"]
-    _print(result.as_json() if result else {"outcome": "not started"})
+    _print(
+        result.as_json()
+        if result
+        else {"outcome": "not started", "error": "a run of this task is going on"}
+    )
     if result is None or result.outcome != "succeeded":
         sys.exit(1)
 
@@ -203,7 +208,8 @@ def send(topic: str, file: Path, url: str, headers: tuple[str, ...]) -> None:
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     body = file.read_bytes()
-    sent = {"Content-Type": "application/json"}
+    # A fresh delivery id, so sending the same file twice is two deliveries.
+    sent = {"Content-Type": "application/json", "X-Request-Id": uuid.uuid4().hex}
     for header in headers:
         name, _, value = header.partition(":")
         sent[name.strip()] = value.strip()

@@ -265,8 +265,12 @@ def load_config(
     _coerce(config.data, SCHEMA)
     # A key whose variable is unset was reported already; its empty value is not.
     problems.extend(p for p in _schema_problems(config) if not _about_unset(p, unset))
-    if not problems:
+    try:
         problems.extend(_semantic_problems(config))
+    except (TypeError, AttributeError, KeyError, ValueError):
+        # A shape the schema problems above already describe.
+        if not problems:
+            raise
     if problems:
         raise ConfigError(problems)
     return config
@@ -465,12 +469,12 @@ def _signature_problems(config: Config) -> list[str]:
                 f"{_file_of(config, key)}: {key}: topic {topic!r} is not in "
                 "events.http.topics"
             )
-        if settings["type"] == "hmac" and "header" not in settings:
+        if settings.get("type") == "hmac" and "header" not in settings:
             problems.append(
                 f"{_file_of(config, key)}: {key}: an hmac signature needs the header "
                 "that carries it (header: x-signature)"
             )
-        if not any(settings["secrets"]):
+        if not any(settings.get("secrets") or [""]):
             problems.append(
                 f"{_file_of(config, key)}: {key}.secrets: every secret is empty; set "
                 "the environment variables they name"

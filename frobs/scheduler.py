@@ -175,14 +175,30 @@ class Scheduler:
     def run(self, task: ScheduledTask) -> TaskRun | None:
         """Run a task now on its own thread, waiting at most its timeout.
 
-        A run is never started while an abandoned run of the same task is still
-        finishing, so runs of one task never overlap.
+        A run is never started while another run of the same task goes on, in
+        this process (an abandoned run still finishing) or in another (the
+        command line's ``sync``): each run holds the task's run lock.
         """
         if task.abandoned is not None and task.abandoned.is_alive():
             logger.warning(
                 "Task %s not started: its abandoned run is still finishing", task.id
             )
             return None
+        run_lock = FileLock(
+            self.state_dir / f"run-{self._trigger_name(task.id)}.lock",
+            thread_local=False,
+        )
+        try:
+            run_lock.acquire(blocking=False)
+        except Timeout:
+            logger.warning("Task %s not started: a run of it is going on", task.id)
+            return None
+        try:
+            return self._run(task)
+        finally:
+            run_lock.release()
+
+    def _run(self, task: ScheduledTask) -> TaskRun:
         run = TaskRun(started_at=datetime.now(timezone.utc))
         cancelled = threading.Event()
         task.running = True

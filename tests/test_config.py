@@ -306,3 +306,17 @@ def test_a_standard_webhooks_secret_that_is_not_base64_stops_startup(tmp_path):
     )
     with pytest.raises(ConfigError, match="events.http.signatures.a.*base64"):
         create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
+
+
+def test_schema_and_duration_problems_are_reported_together(tmp_path):
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "events:\n  htp: 1\n"
+        "catalog:\n  providers:\n    frobs:\n      dev:\n        schedule:\n"
+        "          frequency: often\n",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config({"APP_CONFIG": path}, tmp_path)
+    assert "unknown key 'events.htp'" in str(raised.value)
+    assert "schedule.frequency" in str(raised.value)

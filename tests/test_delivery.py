@@ -329,3 +329,18 @@ def test_trigger_while_running_is_a_conflict(source, monkeypatch):
     )
     assert response.status_code == 409
     assert response.get_json()["error"]["name"] == "ConflictError"
+
+
+@pytest.mark.parametrize("failures", [1, 2, 5, 10, 80])
+def test_retry_delays_double_with_jitter_and_never_pass_the_cap(failures):
+    from datetime import timedelta
+
+    from frobs.events.processor import DeliveryPolicy
+
+    policy = DeliveryPolicy(
+        initial_delay=timedelta(seconds=1), max_delay=timedelta(seconds=4)
+    )
+    delays = [policy.delay(failures) for _ in range(200)]
+    base = 2 ** (failures - 1)
+    assert all(d <= 4 for d in delays)
+    assert min(delays) >= min(base * 0.5, 4)

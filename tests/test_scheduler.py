@@ -101,3 +101,25 @@ def test_only_one_process_runs_the_tasks_and_another_takes_over_when_it_dies(tmp
     switch = pids.index(second.pid)
     assert all(p == first.pid for p in pids[:switch])
     assert all(p == second.pid for p in pids[switch:])
+
+
+def test_a_task_never_runs_twice_at_once_even_from_two_schedulers(tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    def slow(cancelled):
+        started.set()
+        release.wait(5)
+        return {}
+
+    first = Scheduler(tmp_path / "scheduler.lock")
+    second = Scheduler(tmp_path / "scheduler.lock")
+    first.add_task("t", FAST, slow)
+    second.add_task("t", FAST, slow)
+
+    runner = threading.Thread(target=first.run, args=(first.tasks["t"],))
+    runner.start()
+    assert started.wait(5)
+    assert second.run(second.tasks["t"]) is None
+    release.set()
+    runner.join(5)
+    assert first.tasks["t"].last_run.outcome == "succeeded"

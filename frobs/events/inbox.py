@@ -80,7 +80,9 @@ class InboxEntry:
             "metadata": self.metadata,
             "failedSubscribers": sorted(self.failures),
             "succeededSubscribers": sorted(self.succeeded),
-            "attempts": self.attempts,
+            "attempts": [
+                {**attempt, "at": _iso(attempt["at"])} for attempt in self.attempts
+            ],
         }
 
 

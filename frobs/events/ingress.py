@@ -87,9 +87,19 @@ class HttpIngress:
         return blueprint
 
     def _count(self, response):
+        """Count every answer, and log each refusal with its reason."""
         topic = (request.view_args or {}).get("topic")
         label = topic if topic in self.topics else "(not configured)"
         EVENTS_RECEIVED.labels(topic=label, status=str(response.status_code)).inc()
+        if response.status_code >= 400 and response.status_code != 403:
+            body = response.get_json(silent=True) or {}
+            reason = (body.get("error") or {}).get("message", "")
+            logger.info(
+                "Refused event on topic %s with %d: %s",
+                label,
+                response.status_code,
+                reason[:200],
+            )
         return response
 
     def receive(self, topic: str):

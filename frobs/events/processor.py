@@ -48,8 +48,10 @@ class DeliveryPolicy:
     dedup_without_id: timedelta = timedelta(minutes=1)
 
     def delay(self, failures: int) -> float:
-        base = self.initial_delay.total_seconds() * 2 ** max(failures - 1, 0)
-        return min(base, self.max_delay.total_seconds()) * random.uniform(0.5, 1.5)
+        """Doubling from ``initial_delay``, ±50 % jitter, never past ``max_delay``."""
+        base = self.initial_delay.total_seconds() * 2 ** min(max(failures - 1, 0), 60)
+        jittered = base * random.uniform(0.5, 1.5)
+        return min(jittered, self.max_delay.total_seconds())
 
 
 class EventProcessor:

@@ -105,15 +105,18 @@ class EventsService:
                     delivery.succeeded.add(subscription.id)
             except Exception as error:
                 SUBSCRIBER_FAILURES.labels(subscriber=subscription.id).inc()
+                logger.warning(
+                    "Subscriber %s failed to process event for topic %s: %s: %s",
+                    subscription.id,
+                    params.topic,
+                    type(error).__name__,
+                    error,
+                )
+                logger.debug("Traceback of that failure", exc_info=True)
                 if tracked:
                     delivery.failures[subscription.id] = (
                         f"{type(error).__name__}: {error}"
                     )
-                logger.exception(
-                    "Subscriber %s failed to process event for topic %s",
-                    subscription.id,
-                    params.topic,
-                )
                 result.failures.append((subscription.id, error))
                 for listener in listeners:
                     listener(subscription.id, params, error)
