@@ -34,6 +34,7 @@ from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
 from .events.webhook_security import SENDER_TOPICS, topic_validators
+from .github.provider import GithubEntityProvider, GithubProviderSettings
 from .health import Health
 from .http_errors import register_error_handlers
 from .integration.router import TOPIC as FROBS_TOPIC
@@ -162,6 +163,19 @@ def build_runtime(config: Config) -> Runtime:
         ingress.add_payload_check(FROBS_TOPIC, check_frobs_payload)
     if "gitlab" in topics:
         ingress.add_payload_check("gitlab", require_json_object)
+
+    for github_id, settings in (config.get("catalog.providers.github") or {}).items():
+        github = GithubEntityProvider(
+            GithubProviderSettings(
+                id=github_id,
+                organization=settings["organization"],
+                catalog_path=settings.get("catalogPath", "/catalog-info.yaml"),
+                branch=settings.get("branch"),
+            )
+        )
+        github.connect(EntityProviderConnection(store, github.get_provider_name()))
+        github.subscribe(events)
+        runtime.providers.append(github)
 
     for provider, task_schedule in frobs_providers(config, order):
         provider.connect(EntityProviderConnection(store, provider.get_provider_name()))

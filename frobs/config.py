@@ -72,6 +72,17 @@ _PROVIDER = {
     },
 }
 
+_GITHUB_PROVIDER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["organization"],
+    "properties": {
+        "organization": {"type": "string", "minLength": 1},
+        "catalogPath": {"type": "string", "minLength": 1},
+        "branch": {"type": "string", "minLength": 1},
+    },
+}
+
 _SECRETS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 
 _SIGNATURE = {
@@ -167,7 +178,12 @@ SCHEMA: dict[str, Any] = {
                             "type": "object",
                             "propertyNames": {"pattern": NAME_PATTERN},
                             "additionalProperties": _PROVIDER,
-                        }
+                        },
+                        "github": {
+                            "type": "object",
+                            "propertyNames": {"pattern": NAME_PATTERN},
+                            "additionalProperties": _GITHUB_PROVIDER,
+                        },
                     },
                 },
             },
