@@ -119,8 +119,8 @@ class GithubEntityProvider(EntityProvider):
         if not isinstance(login, str) or (
             login.lower() != self.settings.organization.lower()
         ):
-            logger.debug(
-                "%s ignores an event of another organization", self.location_key
+            logger.info(
+                "%s ignored an event of organization %s", self.location_key, login
             )
             return False
         return True
@@ -131,6 +131,12 @@ class GithubEntityProvider(EntityProvider):
     def _push(self, payload: dict, repository: dict) -> list[DeltaMutation]:
         branch = self._branch(repository)
         if payload.get("ref") != f"refs/heads/{branch}":
+            logger.info(
+                "%s ignored a push to %s (it watches %s)",
+                self.location_key,
+                str(payload.get("ref"))[:100],
+                branch,
+            )
             return []
         added, removed, modified = [], [], []
         for commit in payload.get("commits") or []:
