@@ -106,6 +106,3 @@ class MutationResult:
 
     def of(self, outcome: Outcome) -> list[EntityResult]:
         return [r for r in self.results if r.outcome is outcome]
-
-    def extend(self, other: "MutationResult") -> None:
-        self.results.extend(other.results)

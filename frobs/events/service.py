@@ -73,10 +73,6 @@ class EventsService:
         with self._lock:
             self._failure_listeners.append(listener)
 
-    def subscribers(self, topic: str) -> list[str]:
-        with self._lock:
-            return [s.id for s in self._subscriptions if topic in s.topics]
-
     def publish(self, params: EventParams) -> PublishResult:
         with self._lock:
             targets = [s for s in self._subscriptions if params.topic in s.topics]
