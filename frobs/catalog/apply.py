@@ -373,10 +373,20 @@ def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
     for outcome, count in counts.items():
         ENTITIES_WRITTEN.labels(provider=source, outcome=outcome).inc(count)
     cause = current_cause()
+    items = (
+        mutation.entities
+        if isinstance(mutation, FullMutation)
+        else [
+            *mutation.added,
+            *mutation.removed,
+        ]
+    )
+    keys = sorted({str(item.location_key) for item in items}) or ["-"]
     logger.info(
-        "Applied %s mutation from %s (%s): %s",
+        "Applied %s mutation from %s, location key %s (%s): %s",
         kind,
         source,
+        ", ".join(keys),
         ", ".join(f"{k} {v}" for k, v in cause.items()) or "direct call",
         counts or "nothing",
     )
