@@ -34,7 +34,7 @@ from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
 from .events.service import EventsService
 from .events.webhook_security import SENDER_TOPICS, topic_validators
-from .github.provider import GithubEntityProvider, GithubProviderSettings
+from .github.setup import github_providers
 from .health import Health
 from .http_errors import register_error_handlers
 from .integration.router import TOPIC as FROBS_TOPIC
@@ -61,7 +61,12 @@ class Runtime:
     routers: list[EventRouter] = field(default_factory=list)
     providers: list[EntityProvider] = field(default_factory=list)
 
+    _started_in: int | None = field(default=None, init=False)
+
     def start(self) -> None:
+        """Start the background work once in this process (it runs per request)."""
+        if self._started_in == os.getpid():
+            return
         with _START_LOCK:
             if self._started_in == os.getpid():
                 return
@@ -72,8 +77,6 @@ class Runtime:
     def stop(self) -> None:
         self.scheduler.stop()
         self.processor.stop()
-
-    _started_in: int | None = None
 
 
 _START_LOCK = threading.Lock()
@@ -133,10 +136,9 @@ def build_runtime(config: Config) -> Runtime:
     topics = list(config.get("events.http.topics", [FROBS_TOPIC]))
     topics += [t for t in SENDER_TOPICS if t in validators and t not in topics]
     ingress = HttpIngress(
-        events,
         topics,
+        processor.accept,
         config.get("events.http.maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
-        accept=processor.accept,
     )
     for topic, guards in validators.items():
         for validator in guards:
@@ -164,15 +166,7 @@ def build_runtime(config: Config) -> Runtime:
     if "gitlab" in topics:
         ingress.add_payload_check("gitlab", require_json_object)
 
-    for github_id, settings in (config.get("catalog.providers.github") or {}).items():
-        github = GithubEntityProvider(
-            GithubProviderSettings(
-                id=github_id,
-                organization=settings["organization"],
-                catalog_path=settings.get("catalogPath", "/catalog-info.yaml"),
-                branch=settings.get("branch"),
-            )
-        )
+    for github in github_providers(config):
         github.connect(EntityProviderConnection(store, github.get_provider_name()))
         github.subscribe(events)
         runtime.providers.append(github)

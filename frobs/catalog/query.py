@@ -51,6 +51,11 @@ class CatalogQuery:
             if matches(rows, filters):
                 found.append(Found(record.ref, entity, rows))
         found.sort(key=lambda f: f.ref)
+        if len(self._rows) > 2 * len(snapshot) + 1000:
+            # Forget the rows of entities no longer stored.
+            self._rows = {
+                ref: rows for ref, rows in self._rows.items() if snapshot.get(ref)
+            }
         return found
 
 

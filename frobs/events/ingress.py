@@ -10,9 +10,10 @@ The steps, in order, each with its own answer:
    default);
 5. the body is parsed (400 when empty or malformed), and the topic's payload
    checks may refuse its shape (400);
-6. the event is published with credentials stripped from its metadata (202).
+6. the event, credentials stripped from its metadata, goes to ``accept``, which
+   stores and delivers it (202, also for a redelivery already done).
 
-Nothing is published unless every step passed.  The ingress never logs a payload
+Nothing is accepted unless every step passed.  The ingress never logs a payload
 or a secret header.
 """
 
@@ -33,7 +34,6 @@ from ..errors import (
 from ..metrics import EVENTS_RECEIVED
 from .body_parsers import BodyParsers
 from .params import EventParams, delivery_id, safe_metadata
-from .service import EventsService
 from .validators import RequestDetails, RequestValidator
 
 logger = logging.getLogger(__name__)
@@ -51,15 +51,13 @@ _TOO_LARGE = (
 class HttpIngress:
     def __init__(
         self,
-        events: EventsService,
         topics: Iterable[str],
+        accept: Callable[[EventParams], bool],
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        accept: Callable[[EventParams], bool] | None = None,
     ) -> None:
-        """``accept`` takes each event and says whether it was new; by default
-        events are published straight to ``events``."""
-        self.events = events
-        self.accept = accept or self._publish
+        """``accept`` takes each event (to store and deliver it) and says whether
+        it was new rather than a redelivery."""
+        self.accept = accept
         self.topics = list(dict.fromkeys(topics))
         self.max_body_bytes = max_body_bytes
         self.parsers = BodyParsers()
@@ -150,10 +148,6 @@ class HttpIngress:
             len(raw),
         )
         return jsonify({"status": "accepted"}), 202
-
-    def _publish(self, params: EventParams) -> bool:
-        self.events.publish(params)
-        return True
 
     def _read_body(self) -> bytes:
         """The body, read in pieces and refused as soon as it passes the limit.
