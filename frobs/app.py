@@ -22,6 +22,7 @@ from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
 from .catalog.file_store import FileStore
 from .catalog.provider import EntityProvider, EntityProviderConnection
+from .catalog.query import CatalogQuery
 from .catalog.store import CatalogStore
 from .config import Config, ConfigError, load_config
 from .durations import parse_duration
@@ -58,6 +59,7 @@ class Runtime:
     store: CatalogStore
     scheduler: Scheduler
     processor: EventProcessor
+    query: CatalogQuery
     routers: list[EventRouter] = field(default_factory=list)
     providers: list[EntityProvider] = field(default_factory=list)
 
@@ -73,10 +75,12 @@ class Runtime:
             self._started_in = os.getpid()
         self.scheduler.start()
         self.processor.start()
+        self.query.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
         self.processor.stop()
+        self.query.stop()
 
 
 _START_LOCK = threading.Lock()
@@ -94,7 +98,8 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
     app.extensions["frobs"] = runtime
     app.register_blueprint(runtime.ingress.blueprint(), url_prefix="/api/events")
     app.register_blueprint(
-        CatalogApi(runtime.store).blueprint(), url_prefix="/api/catalog"
+        CatalogApi(runtime.store, runtime.query).blueprint(),
+        url_prefix="/api/catalog",
     )
     auth = AdminAuth(config.get("backend.auth.adminToken"))
     app.register_blueprint(
@@ -150,6 +155,7 @@ def build_runtime(config: Config) -> Runtime:
         store,
         Scheduler(store_path / "scheduler.lock", store_path / "scheduler"),
         processor,
+        CatalogQuery(store),
     )
 
     for topic, router_type in (
@@ -167,12 +173,16 @@ def build_runtime(config: Config) -> Runtime:
         ingress.add_payload_check("gitlab", require_json_object)
 
     for github in github_providers(config):
-        github.connect(EntityProviderConnection(store, github.get_provider_name()))
+        github.connect(
+            EntityProviderConnection(store, github.get_provider_name(), runtime.query)
+        )
         github.subscribe(events)
         runtime.providers.append(github)
 
     for provider, task_schedule in frobs_providers(config, order):
-        provider.connect(EntityProviderConnection(store, provider.get_provider_name()))
+        provider.connect(
+            EntityProviderConnection(store, provider.get_provider_name(), runtime.query)
+        )
         provider.subscribe(events)
         runtime.providers.append(provider)
         runtime.scheduler.add_task(

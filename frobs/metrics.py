@@ -104,7 +104,7 @@ class _CatalogCollector:
         family = GaugeMetricFamily(
             "frobs_entities", "Entities in the catalog, by kind", labels=["kind"]
         )
-        kinds = Tally(r.entity["kind"] for r in self.store.snapshot().records())
+        kinds = Tally(r.kind for r in self.store.snapshot().records())
         for kind, count in sorted(kinds.items()):
             family.add_metric([kind], count)
         yield family

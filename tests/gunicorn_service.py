@@ -25,6 +25,7 @@ Each test module keeps its own ``Service`` class, config and fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -240,3 +241,37 @@ def explain(response: requests.Response) -> str:
         f"{response.request.method} {response.url} -> {response.status_code}: "
         f"{response.text[:500]}"
     )
+
+
+def stored_records(store_path: Path) -> dict[str, dict]:
+    """The stored records by ref, read from the store's files without the store:
+    every key file, then every commit in the log.  Fails on a file or line that
+    is not whole JSON, and on a ref stored twice in one key file."""
+    records: dict[str, dict] = {}
+    for path in sorted((store_path / "entities").glob("*.json")):
+        try:
+            document = json.loads(path.read_bytes())
+        except ValueError as exc:
+            pytest.fail(f"{path} is not whole JSON: {exc}")
+        refs = [e["ref"] for e in document["entities"]]
+        assert len(refs) == len(set(refs)), f"{path} stores an entity twice"
+        records.update((e["ref"], e) for e in document["entities"])
+    for path in sorted((store_path / "log").glob("*.jsonl")):
+        pending: dict[str, dict | None] = {}
+        for line in path.read_bytes().splitlines():
+            try:
+                change = json.loads(line)
+            except ValueError as exc:
+                pytest.fail(f"{path} holds a line that is not whole JSON: {exc}")
+            if "put" in change:
+                pending[change["put"]["ref"]] = change["put"]
+            elif "delete" in change:
+                pending[change["delete"]] = None
+            elif "commit" in change:
+                for ref, record in pending.items():
+                    if record is None:
+                        records.pop(ref, None)
+                    else:
+                        records[ref] = record
+                pending = {}
+    return records

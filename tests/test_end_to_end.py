@@ -17,7 +17,6 @@ reaches the Frobs service; and the store's files stay whole JSON throughout.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import threading
@@ -47,6 +46,7 @@ from gunicorn_service import (
     show_logs_on_failure,
     spawn_gunicorn,
     stop_process,
+    stored_records,
     wait_until,
     wait_until_serving,
 )
@@ -244,17 +244,6 @@ def stop_service(service: Service) -> None:
     stop_process(service.process)
 
 
-def store_documents(service: Service) -> dict[str, dict]:
-    """Every entity file of the store, parsed; fails on a file that is not JSON."""
-    documents = {}
-    for path in sorted((service.store_path / "entities").glob("*.json")):
-        try:
-            documents[path.name] = json.loads(path.read_bytes())
-        except ValueError as exc:
-            pytest.fail(f"{path} is not whole JSON: {exc}")
-    return documents
-
-
 def assert_error_envelope(
     response: requests.Response, status: int, method: str, path: str
 ) -> dict:
@@ -438,7 +427,7 @@ def test_full_sync_removes_what_left_the_source_and_keeps_other_location_keys(
             now = running.entity("component", name)
             assert now is not None, f"{name} of another location key was removed"
             assert now["metadata"]["uid"] == entity["metadata"]["uid"]
-        store_documents(running)
+        stored_records(running.store_path)
         leaders = re.findall(
             r"Worker (\d+) runs the scheduled tasks",
             running.log_path.read_text(errors="replace"),
@@ -472,11 +461,8 @@ def test_fifty_concurrent_adds_spread_over_the_workers_all_land(
         assert entity is not None, frob_id
         assert entity["metadata"]["annotations"][ID_ANNOTATION] == frob_id
     assert len({components[i]["metadata"]["uid"] for i in ids}) == len(ids)
-    stored = {
-        e["entity"]["metadata"]["name"]
-        for document in store_documents(service).values()
-        for e in document["entities"]
-    }
+    records = stored_records(service.store_path).values()
+    stored = {e["entity"]["metadata"]["name"] for e in records}
     assert set(ids) <= stored
 
     # The premise: the burst really was served by more than one process.
@@ -577,16 +563,11 @@ def test_the_store_files_are_whole_json_after_everything(
     source.set_item("test", "last", [component("last")])
     service.send("add", "last")
 
-    documents = store_documents(service)
-    assert documents, "the store holds no entity file"
-    stored = []
-    for name, document in documents.items():
-        assert isinstance(document.get("entities"), list), name
-        stored += [e["ref"] for e in document["entities"]]
-    assert len(stored) == len(set(stored)), "an entity is stored twice"
+    stored = stored_records(service.store_path)
+    assert stored, "the store holds no entity"
     served = {
         f"{e['kind']}:{e['metadata']['namespace']}/{e['metadata']['name']}".lower()
         for e in service.all_entities()
     }
     assert served == set(stored)
-    assert not (service.store_path / "journal.json").exists()
+    assert {r["ref"] for r in stored.values()} == set(stored)

@@ -30,7 +30,6 @@ from .query import (
     Found,
     decode_cursor,
     encode_cursor,
-    facet_counts,
     full_text,
     ordered,
 )
@@ -53,9 +52,9 @@ DEFAULT_QUERY_LIMIT = 200
 
 
 class CatalogApi:
-    def __init__(self, store: CatalogStore) -> None:
+    def __init__(self, store: CatalogStore, query: CatalogQuery | None = None) -> None:
         self.store = store
-        self.query = CatalogQuery(store)
+        self.query = query or CatalogQuery(store)
 
     def blueprint(self) -> Blueprint:
         blueprint = Blueprint("catalog", __name__)
@@ -237,8 +236,8 @@ class CatalogApi:
         facets = request.args.getlist("facet")
         if not facets:
             raise InputError("request/query must have required property 'facet'")
-        found = self.query.find(parse_filters(request.args.getlist("filter")))
-        return _json({"facets": {f: facet_counts(found, f) for f in facets}})
+        filters = parse_filters(request.args.getlist("filter"))
+        return _json({"facets": self.query.facets(filters, facets)})
 
 
 def _query_state(data: dict) -> dict:

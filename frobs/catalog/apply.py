@@ -31,7 +31,6 @@ mutations from other threads or workers never interleave with it.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -39,6 +38,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from ..metrics import ENTITIES_WRITTEN, MUTATIONS
 from ..provenance import current_cause
@@ -61,13 +61,16 @@ from .mutation import (
 )
 from .problem import Problem
 from .relations import sort_spec_arrays, spec_relations
-from .store import CatalogStore, StoredEntity, StoreTransaction
+from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
 from .validation import validate_entity
 
 logger = logging.getLogger(__name__)
 
 #: A full mutation's deletion ratio is checked only above this many held entities.
 GUARD_MIN_HELD = 10
+
+#: What the catalog writes into every stored entity's metadata.
+_CATALOG_OWNED = ("uid", "etag", "provenance")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class _Candidate:
     location_key: str | None
     relations: list[dict]
     item: int | None = None
+    # Set when the entity is exactly what this record stores: not validated.
+    stored: StoredEntity | None = None
 
 
 def apply_mutation(
@@ -89,7 +94,8 @@ def apply_mutation(
     """
     result = MutationResult()
     full = isinstance(mutation, FullMutation)
-    candidates, named = _prepare(mutation.entities if full else mutation.added, result)
+    items = mutation.entities if full else mutation.added
+    candidates, named = _prepare(items, result, source, store.snapshot())
 
     with store.transaction() as transaction:
         if full and mutation.frozen is not None:
@@ -144,19 +150,28 @@ def _checked(entity: object) -> tuple[dict | None, list[dict], list[Problem]]:
 
 
 def _prepare(
-    items: list[DeferredEntity], result: MutationResult
+    items: list[DeferredEntity],
+    result: MutationResult,
+    source: str,
+    snapshot: CatalogSnapshot,
 ) -> tuple[list[_Candidate], set[str]]:
     """Validate each entity; return the acceptable ones and every ref named.
 
     A ref whose entity is invalid is still named, so a full mutation keeps the
     version already stored; it does not stop a later valid entity with that ref.
+    An entity exactly as ``source`` stored it is not validated again here: a
+    resync of an unchanged source costs a comparison per entity.
     """
     candidates = []
     named: set[str] = set()
     accepted: set[str] = set()
     for index, item in enumerate(items):
         ref = _best_ref(item.entity)
-        entity, relations, problems = _checked(item.entity)
+        stored = _stored_as_is(item, source, snapshot.get(ref) if ref else None)
+        if stored is not None:
+            entity, relations, problems = item.entity, [], []
+        else:
+            entity, relations, problems = _checked(item.entity)
         if ref:
             named.add(ref)
         if problems or entity is None:
@@ -181,9 +196,37 @@ def _prepare(
             continue
         accepted.add(ref)
         candidates.append(
-            _Candidate(ref, entity, item.location_key, relations, item=index)
+            _Candidate(ref, entity, item.location_key, relations, index, stored)
         )
     return candidates, named
+
+
+def _stored_as_is(
+    item: DeferredEntity, source: str, record: StoredEntity | None
+) -> StoredEntity | None:
+    """``record`` when it stores exactly ``item``, from ``source``, with its key."""
+    if (
+        record is None
+        or record.source != source
+        or record.location_key != item.location_key
+    ):
+        return None
+    emitted, stored = item.entity, record.entity
+    metadata = emitted.get("metadata")
+    if (
+        not isinstance(metadata, dict)
+        or not metadata.get("namespace")
+        or any(owned in metadata for owned in _CATALOG_OWNED)
+        or emitted.keys() != stored.keys() - {"relations"}
+        or any(emitted[key] != stored[key] for key in emitted if key != "metadata")
+    ):
+        return None
+    kept = stored["metadata"]
+    if len(kept) != len(metadata) + len(_CATALOG_OWNED) or any(
+        kept.get(key, _CATALOG_OWNED) != value for key, value in metadata.items()
+    ):
+        return None
+    return record
 
 
 def _best_ref(entity: object) -> str | None:
@@ -195,9 +238,9 @@ def _best_ref(entity: object) -> str | None:
 
 def _normalized(entity: dict) -> dict:
     """The entity as emitted, with what the catalog owns taken out or filled in."""
-    entity = copy.deepcopy(entity)
+    entity = _copied(entity)
     metadata = entity["metadata"]
-    for owned in ("uid", "etag", "provenance"):
+    for owned in _CATALOG_OWNED:
         metadata.pop(owned, None)
     if not metadata.get("namespace"):
         metadata["namespace"] = DEFAULT_NAMESPACE
@@ -206,11 +249,21 @@ def _normalized(entity: dict) -> dict:
     return entity
 
 
+def _copied(node: Any) -> Any:
+    """A copy of a JSON value, sharing nothing mutable with it."""
+    if isinstance(node, dict):
+        return {key: _copied(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_copied(value) for value in node]
+    return node
+
+
 def _stored(
     candidate: _Candidate, source: str, uid: str, content: str | None = None
 ) -> StoredEntity:
-    served = copy.deepcopy(candidate.entity)
-    metadata = served["metadata"]
+    # The candidate is the catalog's own copy: share all but what changes here.
+    metadata = dict(candidate.entity["metadata"])
+    served = {**candidate.entity, "metadata": metadata}
     metadata["uid"] = uid
     metadata["provenance"] = {
         "provider": source,
@@ -241,6 +294,18 @@ def _upserted(
 ) -> EntityResult:
     ref, location_key = candidate.ref, candidate.location_key
     current = transaction.get(ref)
+    if candidate.stored is not None:
+        if current is candidate.stored:
+            return EntityResult(ref, Outcome.UNCHANGED)
+        # Changed since it was compared: check it as any other entity.
+        entity, relations, problems = _checked(candidate.entity)
+        if problems or entity is None:
+            return EntityResult(
+                ref, Outcome.INVALID, f"{ref}: " + "; ".join(map(str, problems))
+            )
+        candidate = dataclasses.replace(
+            candidate, entity=entity, relations=relations, stored=None
+        )
     if current is None:
         transaction.put(_stored(candidate, source, str(uuid.uuid4())))
         return EntityResult(ref, Outcome.ADDED)

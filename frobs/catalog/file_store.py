@@ -1,36 +1,39 @@
-"""The file store: the catalog as JSON files, one per location key.
+"""The file store: the catalog as JSON files, one per location key, and a log.
 
 Layout under ``catalog.store.path``::
 
-    entities/<key>.<generation>.json   every entity stored with that location key
+    entities/<key>.<generation>.json   a location key's entities, as of the last
+                                       compaction
+    log/<segment>.jsonl                every commit since, one JSON line each
     catalog.lock                       held by whoever writes, across processes
-    journal.json                       present only while a multi-file commit runs
+
+A commit appends to the log segment a line per change, ``{"put": record}`` or
+``{"delete": ref}``, then ``{"commit": n}``, and fsyncs, so a commit costs what
+it changed, whatever the size of the catalog.  Readers install only whole
+commits, so a commit touching several location keys is still all or nothing;
+what follows the last commit line was cut short by a crash, and the next
+writer truncates it.  Key files and log lines hold one record per line, so
+neither is ever parsed whole.
+
+When the segment outgrows its threshold, the writer compacts: it writes the
+next generation of every key file the segment touched (temporary file, fsync,
+rename, folder fsync, old generation unlinked), then a new segment whose first
+line names the segment it follows and that segment's final length, then
+removes the old segment.  Replaying a segment over key files that already hold
+its changes gives the same catalog, so a crash anywhere in a compaction loses
+nothing: the newest segment is the truth, over the key files as they are.
 
 ``<key>`` is the percent-encoded location key (or its SHA-256 when too long), so
 no key can name a path, and the service never writes outside the store folder.
-``<generation>`` is new at every write of that key and never reused: a commit
-writes the next generation (to a temporary file, fsynced, renamed, folder
-fsynced) and then unlinks the previous one.  A reader knows a key changed by its
-name alone, so it can never mistake new content for old, whatever the
-filesystem's timestamp granularity or inode reuse; and it never sees a partial
-file.  Where two generations of a key exist (between the rename and the unlink,
-or after a crash there), the higher one is the truth.
-
-A commit that touches one key needs nothing more.  A commit that touches several
-first writes all their new contents to ``journal.json`` (atomically, the same
-way), then writes the keys, then removes the journal; whoever takes the lock
-next finds a leftover journal and finishes it, so a commit is all or nothing even
-after ``kill -9``.
+Generations and segment names are new at every write and never reused, so a
+reader knows what changed by names and sizes alone.
 
 Writers take a thread lock and then ``catalog.lock`` (an ``flock`` through the
 ``filelock`` library, released by the kernel if the holder dies).  Readers take
-no cross-process lock, and a snapshot re-reads only the keys whose generation
-changed.
-
-Limitation: a reader that scans while a multi-file commit is halfway can see the
-files already replaced and not yet the others; after the commit it sees all.
-Limitation: one location key's entities share one file, so a change to one
-entity rewrites every entity of that key.
+no cross-process lock: a snapshot reads only the log bytes added since the last
+one, and a reader that had read a segment to its end moves to the next segment
+without reading any key file again.  Only a reader that missed part of a
+segment now removed reloads everything.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
@@ -58,7 +61,8 @@ from ..durable_files import (
     remove_temporary_files,
 )
 from ..metrics import STORE_WRITE_SECONDS
-from .relations import Incoming, update_incoming
+from .layered import LayeredMap
+from .relations import update_incoming
 from .store import (
     CatalogSnapshot,
     CatalogStore,
@@ -70,7 +74,16 @@ from .store import (
 logger = logging.getLogger(__name__)
 
 _UNKEYED = "_unkeyed"
-_GENERATION = re.compile(r"^(?P<base>.+)\.(?P<generation>\d{20}[0-9a-f]{8})\.json$")
+_STAMP = r"\d{20}[0-9a-f]{8}"
+_GENERATION = re.compile(rf"^(?P<base>.+)\.(?P<generation>{_STAMP})\.json$")
+_SEGMENT = re.compile(rf"^(?P<segment>{_STAMP})\.jsonl$")
+
+#: A segment is compacted once it is larger than this, or than half the key
+#: files, whichever is larger: compaction's cost is spread over many commits.
+COMPACT_MIN_BYTES = 16 * 1024 * 1024
+
+#: How many installed changes a store remembers for ``changes_since``.
+CHANGE_FEED_LENGTH = 4096
 
 
 def file_name_for(location_key: str | None) -> str:
@@ -83,7 +96,7 @@ def file_name_for(location_key: str | None) -> str:
     return "k-" + encoded
 
 
-def _next_generation(previous: str | None) -> str:
+def _next_stamp(previous: str | None) -> str:
     """Later than ``previous`` and, by its random tail, never used before."""
     stamp = time.time_ns()
     if previous is not None:
@@ -91,27 +104,32 @@ def _next_generation(previous: str | None) -> str:
     return f"{stamp:020d}{secrets.token_hex(4)}"
 
 
-@dataclass(frozen=True)
-class _FileState:
-    generation: str
-    records: dict[str, StoredEntity]
-
-
 class FileStore(CatalogStore):
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(
+        self, path: str | os.PathLike, compact_min_bytes: int = COMPACT_MIN_BYTES
+    ) -> None:
         self.root = Path(path)
         self.entities_dir = self.root / "entities"
+        self.log_dir = self.root / "log"
         self.journal_path = self.root / "journal.json"
+        self.compact_min_bytes = compact_min_bytes
         self.entities_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
 
         self._write_lock = threading.Lock()
         self._file_lock = FileLock(self.root / "catalog.lock", thread_local=False)
         self._cache_lock = threading.Lock()
-        self._files: dict[str, _FileState] = {}
-        self._by_ref: dict[str, StoredEntity] = {}
-        self._incoming: Incoming = {}
-        self._served: dict = {}
-        self._snapshot = CatalogSnapshot({})
+        # What this process has read: the segment, how far, the key files' total
+        # size, and the keys the segment touched (rewritten at compaction).
+        self._segment: str | None = None
+        self._offset = 0
+        self._base_bytes = 0
+        self._dirty: set[str] = set()
+        self._snapshot = CatalogSnapshot(LayeredMap(), LayeredMap())
+        self._by_uid: LayeredMap = LayeredMap()
+        self._feed: deque[tuple[int, frozenset[str] | None]] = deque(
+            maxlen=CHANGE_FEED_LENGTH
+        )
 
         with self._write_lock, self._file_lock:
             self._recover()
@@ -128,29 +146,119 @@ class FileStore(CatalogStore):
             self._refresh()
             return self._snapshot
 
+    def changes_since(self, version: int) -> set[str] | None:
+        with self._cache_lock:
+            if version == self._snapshot.version:
+                return set()
+            if not self._feed or self._feed[0][0] > version + 1:
+                return None
+            refs: set[str] = set()
+            for installed, changed in self._feed:
+                if installed > version:
+                    if changed is None:
+                        return None
+                    refs |= changed
+            return refs
+
     def _refresh(self) -> None:
-        # A generation can be unlinked between the scan and the read, when a
-        # writer replaces it: scan again, a few times at most.
+        # A file can be removed between listing and reading it, when a writer
+        # compacts: try again, a few times at most.
         for _ in range(10):
             try:
-                changed = self._changes()
+                self._catch_up()
+                return
             except FileNotFoundError:
                 continue
-            if changed:
-                self._install(changed)
-            return
-        raise StoreCorrupted(f"{self.entities_dir} keeps changing while being read")
+        raise StoreCorrupted(f"{self.root} keeps changing while being read")
 
-    def _changes(self) -> dict[str, "_FileState | None"]:
-        latest = self._latest_generations()
-        changed: dict[str, _FileState | None] = {}
-        for base, generation in latest.items():
-            cached = self._files.get(base)
-            if cached is None or cached.generation != generation:
-                changed[base] = self._load(base, generation)
-        for base in set(self._files) - set(latest):
-            changed[base] = None
-        return changed
+    def _catch_up(self) -> None:
+        if self._segment is not None:
+            try:
+                self._read_segment()
+                return
+            except FileNotFoundError:
+                pass  # compacted: move on to the segment that follows
+        latest = self._latest_segment()
+        if latest is None:
+            raise FileNotFoundError("no log segment yet")
+        header, lines_at = self._header(latest)
+        follows_ours = (
+            self._segment is not None
+            and header.get("follows") == self._segment
+            and header.get("followsLength") == self._offset
+        )
+        if follows_ours:
+            self._segment, self._offset = latest, lines_at
+            self._base_bytes = header.get("baseBytes", self._base_bytes)
+            self._dirty = set()
+        else:
+            self._reload(latest, header, lines_at)
+        self._read_segment()
+
+    def _reload(self, segment: str, header: dict, lines_at: int) -> None:
+        """Read every key file again: this reader missed part of a removed segment."""
+        by_ref: dict[str, StoredEntity] = {}
+        total = 0
+        for base, generation in self._latest_generations().items():
+            path = self.entities_dir / f"{base}.{generation}.json"
+            records = _load(path)
+            total += path.stat().st_size
+            for record in records:
+                by_ref[record.ref] = record
+        self._segment, self._offset, self._dirty = segment, lines_at, set()
+        self._base_bytes = total
+        incoming, _ = update_incoming(LayeredMap(), (), by_ref.values())
+        self._by_uid = LayeredMap({r.uid: r for r in by_ref.values()})
+        self._publish(LayeredMap(by_ref), incoming, None)
+
+    def _read_segment(self) -> None:
+        """Install the whole commits added to the current segment since last read."""
+        path = self.log_dir / f"{self._segment}.jsonl"
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= self._offset:
+                return
+            handle.seek(self._offset)
+            data = handle.read(size - self._offset)
+        # A commit ends with its commit line; what follows the last one is being
+        # written, or was cut short by a crash.
+        last = data.rfind(_COMMIT_LINE)
+        end = data.find(b"\n", last) + 1 if last >= 0 else 0
+        if end == 0:
+            return
+        changes: list[tuple[str, StoredEntity | None]] = []
+        for line in data[:end].splitlines():
+            change = _decode_line(line, path)
+            if change is not None:
+                changes.append(change)
+        self._offset += end
+        self._install(changes)
+
+    def _install(self, changes: list[tuple[str, StoredEntity | None]]) -> None:
+        """Make the next snapshot; readers keep whatever snapshot they hold."""
+        final: dict[str, StoredEntity | None] = {}
+        for ref, record in changes:
+            final[ref] = record
+        current = self._snapshot
+        removed = [r for r in map(current.get, final) if r is not None]
+        added = [r for r in final.values() if r is not None]
+        for record in removed + added:
+            self._dirty.add(file_name_for(record.location_key))
+        by_ref = current._by_ref.changed(  # type: ignore[attr-defined]
+            [(r.ref, r) for r in added], [ref for ref, r in final.items() if not r]
+        )
+        kept_uids = {r.uid for r in added}
+        self._by_uid = self._by_uid.changed(
+            [(r.uid, r) for r in added],
+            [r.uid for r in removed if r.uid not in kept_uids],
+        )
+        incoming, targets = update_incoming(current.incoming, removed, added)
+        self._publish(by_ref, incoming, set(final) | targets)
+
+    def _publish(self, by_ref, incoming, changed: set[str] | None) -> None:
+        version = self._snapshot.version + 1
+        self._feed.append((version, None if changed is None else frozenset(changed)))
+        self._snapshot = CatalogSnapshot(by_ref, incoming, self._by_uid, version)
 
     def _latest_generations(self) -> dict[str, str]:
         latest: dict[str, str] = {}
@@ -165,125 +273,157 @@ class FileStore(CatalogStore):
             if match and TMP_MARK not in entry.name:
                 yield match["base"], match["generation"]
 
-    def _load(self, base: str, generation: str) -> _FileState:
-        name = f"{base}.{generation}.json"
+    def _segments(self) -> list[str]:
+        names = []
+        for entry in os.scandir(self.log_dir):
+            match = _SEGMENT.fullmatch(entry.name)
+            if match and TMP_MARK not in entry.name:
+                names.append(match["segment"])
+        return sorted(names)
+
+    def _latest_segment(self) -> str | None:
+        segments = self._segments()
+        return segments[-1] if segments else None
+
+    def _header(self, segment: str) -> tuple[dict, int]:
+        path = self.log_dir / f"{segment}.jsonl"
+        with open(path, "rb") as handle:
+            line = handle.readline()
         try:
-            with open(self.entities_dir / name, "rb") as handle:
-                document = json.loads(handle.read())
+            header = json.loads(line)
+            if not isinstance(header, dict) or "segment" not in header:
+                raise ValueError("no segment header")
         except ValueError as exc:
             raise StoreCorrupted(
-                f"store file {self.entities_dir / name} is not valid JSON ({exc}); "
-                "restore it from a backup or remove it and run a full sync"
+                f"log segment {path} does not start with its header ({exc}); "
+                "this service never leaves it so: restore the store folder from a "
+                "backup"
             ) from None
-        try:
-            records = {}
-            for data in document["entities"]:
-                record = StoredEntity.from_json(data)
-                records[record.ref] = record
-        except (KeyError, TypeError) as exc:
-            raise StoreCorrupted(
-                f"store file {self.entities_dir / name} is not a catalog file "
-                f"(missing {exc}); restore it from a backup or remove it"
-            ) from None
-        return _FileState(generation, records)
-
-    def _install(self, changed: dict[str, _FileState | None]) -> None:
-        """Swap in new file states; readers keep whatever snapshot they hold."""
-        by_ref = dict(self._by_ref)
-        removed, added = [], []
-        for name, state in changed.items():
-            old = self._files.pop(name, None)
-            if old is not None:
-                for ref, record in old.records.items():
-                    removed.append(record)
-                    if by_ref.get(ref) is record:
-                        del by_ref[ref]
-            if state is not None:
-                self._files[name] = state
-                by_ref.update(state.records)
-                added.extend(state.records.values())
-        self._by_ref = by_ref
-        self._incoming = update_incoming(self._incoming, removed, added)
-        for record in removed:
-            if record.ref not in by_ref:
-                self._served.pop(record.ref, None)
-        self._snapshot = CatalogSnapshot(by_ref, self._incoming, self._served)
+        return header, len(line)
 
     # Writing
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         with self._write_lock, self._file_lock:
-            self._finish_journal()
-            transaction = _FileTransaction(self.snapshot())
+            with self._cache_lock:
+                self._refresh()
+                self._cut_torn_tail()
+                snapshot = self._snapshot
+            transaction = _FileTransaction(snapshot)
             yield transaction
             if transaction.staged:
-                self._commit(transaction)
+                with STORE_WRITE_SECONDS.time():
+                    self._commit(transaction)
 
     def _commit(self, transaction: "_FileTransaction") -> None:
-        with STORE_WRITE_SECONDS.time():
-            self._write(transaction)
-
-    def _write(self, transaction: "_FileTransaction") -> None:
-        contents: dict[str, dict[str, StoredEntity]] = {}
-
-        def file_records(base: str) -> dict[str, StoredEntity]:
-            if base not in contents:
-                state = self._files.get(base)
-                contents[base] = dict(state.records) if state else {}
-            return contents[base]
-
-        for ref, record in transaction.staged.items():
-            old = transaction.base.get(ref)
-            if old is not None:
-                file_records(file_name_for(old.location_key)).pop(ref, None)
-            if record is not None:
-                file_records(file_name_for(record.location_key))[ref] = record
-
-        documents = {
-            base: _document(records) if records else None
-            for base, records in contents.items()
-        }
-        if len(documents) > 1:
-            journal = {"files": documents}
-            atomic_write(self.journal_path, json.dumps(journal).encode())
-        written = {
-            base: self._write_key(base, document)
-            for base, document in documents.items()
-        }
-        if len(documents) > 1:
-            self.journal_path.unlink()
-            fsync_dir(self.root)
-
+        lines = [
+            _delete_line(ref) if record is None else _put_line(record)
+            for ref, record in transaction.staged.items()
+        ]
+        lines.append(_COMMIT_LINE + f"{len(lines)}}}\n".encode())
+        line = b"".join(lines)
+        path = self.log_dir / f"{self._segment}.jsonl"
+        before = self._offset
+        with open(path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
         with self._cache_lock:
-            self._install(
-                {
-                    base: _FileState(written[base], records) if records else None
-                    for base, records in contents.items()
-                }
-            )
+            # A reader thread of this process may have installed it already.
+            if self._offset == before:
+                self._offset += len(line)
+                self._install(list(transaction.staged.items()))
+        if self._offset > max(self.compact_min_bytes, self._base_bytes // 2):
+            self._compact()
 
-    def _write_key(self, base: str, document: dict | None) -> str | None:
+    def compact(self) -> None:
+        """Fold the log into the key files now, whatever its size."""
+        with self._write_lock, self._file_lock:
+            with self._cache_lock:
+                self._refresh()
+                self._cut_torn_tail()
+            self._compact()
+
+    def _cut_torn_tail(self) -> None:
+        """Remove what a writer that died mid-commit left after the last line."""
+        path = self.log_dir / f"{self._segment}.jsonl"
+        if path.stat().st_size > self._offset:
+            logger.warning("Removing a commit cut short in %s", path)
+            os.truncate(path, self._offset)
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+
+    def _compact(self) -> None:
+        """Rewrite the keys this segment touched, then start the next segment.
+
+        Runs under the write lock only: readers in this process go on reading the
+        old segment, which holds nothing they have not installed.
+        """
+        started = time.monotonic()
+        grouped: dict[str, list[StoredEntity]] = {base: [] for base in self._dirty}
+        for record in self._snapshot.records():
+            base = file_name_for(record.location_key)
+            if base in grouped:
+                grouped[base].append(record)
+        latest = self._latest_generations()
+        for base, records in grouped.items():
+            self._base_bytes -= self._key_size(base, latest.get(base))
+            written = self._write_key(base, records)
+            self._base_bytes += self._key_size(base, written)
+        with self._cache_lock:
+            self._start_segment(follows=self._segment, length=self._offset)
+        logger.info(
+            "Compacted the store log: %d location keys rewritten in %.2f s",
+            len(grouped),
+            time.monotonic() - started,
+        )
+
+    def _key_size(self, base: str, generation: str | None) -> int:
+        if generation is None:
+            return 0
+        try:
+            return (self.entities_dir / f"{base}.{generation}.json").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _write_key(self, base: str, records: list[StoredEntity]) -> str | None:
         """Write the next generation of a key (or none, to empty it); drop the old."""
         old = [g for b, g in self._generations() if b == base]
         generation = None
-        if document is not None:
-            generation = _next_generation(max(old, default=None))
+        if records:
+            generation = _next_stamp(max(old, default=None))
             atomic_write(
-                self.entities_dir / f"{base}.{generation}.json", _encode(document)
+                self.entities_dir / f"{base}.{generation}.json", _encode(records)
             )
         for stale in old:
             (self.entities_dir / f"{base}.{stale}.json").unlink(missing_ok=True)
         fsync_dir(self.entities_dir)
         return generation
 
+    def _start_segment(self, follows: str | None, length: int) -> None:
+        segment = _next_stamp(follows)
+        header = {
+            "segment": segment,
+            "follows": follows,
+            "followsLength": length,
+            "baseBytes": self._base_bytes,
+        }
+        line = json.dumps(header).encode() + b"\n"
+        atomic_write(self.log_dir / f"{segment}.jsonl", line)
+        for old in self._segments():
+            if old != segment:
+                (self.log_dir / f"{old}.jsonl").unlink(missing_ok=True)
+        fsync_dir(self.log_dir)
+        self._segment, self._offset, self._dirty = segment, len(line), set()
+
     # Recovery, always under the file lock
 
     def _recover(self) -> None:
-        self._finish_journal()
-        for folder in (self.root, self.entities_dir):
+        for folder in (self.root, self.entities_dir, self.log_dir):
             for path in remove_temporary_files(folder):
                 logger.info("Removed leftover temporary file %s", path)
+        self._finish_journal()
         latest = self._latest_generations()
         for base, generation in list(self._generations()):
             if generation != latest[base]:
@@ -291,8 +431,23 @@ class FileStore(CatalogStore):
                 (self.entities_dir / f"{base}.{generation}.json").unlink(
                     missing_ok=True
                 )
+        segments = self._segments()
+        for old in segments[:-1]:
+            logger.info("Removing log segment %s, already compacted", old)
+            (self.log_dir / f"{old}.jsonl").unlink(missing_ok=True)
+        with self._cache_lock:
+            if not segments:
+                self._base_bytes = sum(
+                    self._key_size(base, generation)
+                    for base, generation in latest.items()
+                )
+                self._start_segment(follows=None, length=0)
+                self._segment = None  # read the key files as they are
+            self._refresh()
+            self._cut_torn_tail()
 
     def _finish_journal(self) -> None:
+        """Finish a multi-key commit that a version before the log left halfway."""
         try:
             journal = json.loads(self.journal_path.read_bytes())
         except FileNotFoundError:
@@ -304,7 +459,11 @@ class FileStore(CatalogStore):
             ) from None
         logger.warning("Finishing a commit interrupted before it completed")
         for base, document in journal["files"].items():
-            self._write_key(base, document)
+            records = [
+                StoredEntity.from_json(data)
+                for data in (document or {}).get("entities", [])
+            ]
+            self._write_key(base, records)
         self.journal_path.unlink()
         fsync_dir(self.root)
 
@@ -334,16 +493,63 @@ class _FileTransaction(StoreTransaction):
         self.staged[ref] = None
 
 
-def _document(records: dict[str, StoredEntity]) -> dict:
-    first = next(iter(records.values()))
-    return {
-        "locationKey": first.location_key,
-        "entities": [records[ref].as_json() for ref in sorted(records)],
-    }
+def _load(path: Path) -> list[StoredEntity]:
+    """The records of a key file, read a line at a time (see ``_encode``)."""
+    records = []
+    try:
+        with open(path, "rb") as handle:
+            head = handle.readline()
+            if not (head.startswith(b'{"locationKey": ') and head.endswith(b"[\n")):
+                raise ValueError("it does not start as a key file")
+            for line in handle:
+                if line.rstrip() == b"]}":
+                    break
+                data = json.loads(line.rstrip().removesuffix(b","))
+                records.append(StoredEntity.from_json(data))
+            else:
+                raise ValueError("it was cut short")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreCorrupted(
+            f"store file {path} is not a whole catalog file ({exc}); "
+            "restore it from a backup or remove it and run a full sync"
+        ) from None
+    return records
 
 
-def _encode(document: dict) -> bytes:
-    """One entity per line, so a person can read and grep the file."""
-    lines = ",\n".join(json.dumps(e, ensure_ascii=False) for e in document["entities"])
-    head = json.dumps(document["locationKey"], ensure_ascii=False)
+_COMMIT_LINE = b'{"commit": '
+
+
+def _put_line(record: StoredEntity) -> bytes:
+    return f'{{"put": {record.as_json_text()}}}\n'.encode()
+
+
+def _delete_line(ref: str) -> bytes:
+    return (json.dumps({"delete": ref}, ensure_ascii=False) + "\n").encode()
+
+
+def _decode_line(line: bytes, path: Path) -> tuple[str, StoredEntity | None] | None:
+    """A put or delete line's change; None for a header or commit line."""
+    try:
+        document = json.loads(line)
+        if "put" in document:
+            record = StoredEntity.from_json(document["put"])
+            return record.ref, record
+        if "delete" in document:
+            return document["delete"], None
+        if "commit" in document or "segment" in document:
+            return None
+        raise ValueError("neither a change nor a commit")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreCorrupted(
+            f"log segment {path} holds a line that is not a commit ({exc}); "
+            "this service never writes one: restore the store folder from a backup"
+        ) from None
+
+
+def _encode(records: list[StoredEntity]) -> bytes:
+    """One entity per line, so a person can read and grep the file, and the
+    store can read it back a line at a time."""
+    records = sorted(records, key=lambda r: r.ref)
+    lines = ",\n".join(r.as_json_text() for r in records)
+    head = json.dumps(records[0].location_key, ensure_ascii=False)
     return f'{{"locationKey": {head}, "entities": [\n{lines}\n]}}\n'.encode()

@@ -14,25 +14,37 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from typing import Iterable
 
 from .apply import apply_mutation
 from .mutation import Mutation, MutationResult
+from .query import CatalogQuery
+from .search import parse_filters
 from .store import CatalogStore, StoredEntity
 
 
 class EntityProviderConnection:
-    def __init__(self, store: CatalogStore, provider_name: str) -> None:
+    def __init__(
+        self, store: CatalogStore, provider_name: str, query: CatalogQuery | None = None
+    ) -> None:
         self.store = store
         self.provider_name = provider_name
+        self.query = query or CatalogQuery(store)
 
     def apply_mutation(self, mutation: Mutation) -> MutationResult:
         return apply_mutation(self.store, self.provider_name, mutation)
 
-    def held_entities(self) -> list[StoredEntity]:
-        """Every entity this provider holds, as stored now."""
-        return [
-            r for r in self.store.snapshot().records() if r.source == self.provider_name
-        ]
+    def held_entities(self, where: str | None = None) -> list[StoredEntity]:
+        """The entities this provider holds, as stored now; with ``where``, a
+        Backstage filter such as ``metadata.annotations.x=y``, only those matching
+        it, found through the search index rather than a scan."""
+        snapshot = self.store.snapshot()
+        if where is None:
+            records: Iterable[StoredEntity] = snapshot.records()
+        else:
+            found = self.query.find(parse_filters([where]), snapshot)
+            records = (f.record for f in found)
+        return [r for r in records if r.source == self.provider_name]
 
 
 class EntityProvider(ABC):

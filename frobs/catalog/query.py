@@ -1,8 +1,10 @@
 """Finding entities: filters, ordering, full-text search and facets over a snapshot.
 
-``CatalogQuery`` keeps each served entity's search rows (see ``search``) until
-its etag changes, so a query re-flattens only what changed since the last one.
-It reads snapshots only, and is safe to share between the threads of a worker.
+``CatalogQuery`` answers filters from a ``SearchIndex`` kept in step with the
+store, so a filtered read costs what it finds, not the size of the catalog; the
+sorted list of every ref is kept per snapshot version for unfiltered reads.
+Served entities are made only for what is returned, ordered or searched.  It
+reads snapshots only, and is safe to share between the threads of a worker.
 """
 
 from __future__ import annotations
@@ -10,66 +12,126 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+import logging
+import threading
 from typing import Any, Iterable
 
 from ..errors import InputError
-from .search import Alternative, Order, Rows, matches, search_rows, sort_key_value
-from .store import CatalogSnapshot, CatalogStore
+from .index import SearchIndex
+from .search import MAX_VALUE_LENGTH, Alternative, Order
+from .store import CatalogSnapshot, CatalogStore, StoredEntity
+
+logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Found:
-    ref: str
-    entity: dict
-    rows: Rows
+    """One entity found: its ref and record, and the served entity when asked."""
+
+    __slots__ = ("ref", "record", "_snapshot", "_entity")
+
+    def __init__(self, record: StoredEntity, snapshot: CatalogSnapshot) -> None:
+        self.ref = record.ref
+        self.record = record
+        self._snapshot = snapshot
+        self._entity: dict | None = None
+
+    @property
+    def entity(self) -> dict:
+        if self._entity is None:
+            self._entity = self._snapshot.entity(self.record)
+        return self._entity
 
 
 class CatalogQuery:
     def __init__(self, store: CatalogStore) -> None:
         self.store = store
-        self._rows: dict[str, tuple[str, Rows]] = {}
-
-    def rows(self, ref: str, entity: dict) -> Rows:
-        """Search rows of a served entity, cached until its etag changes."""
-        etag = entity["metadata"]["etag"]
-        cached = self._rows.get(ref)
-        if cached is None or cached[0] != etag:
-            cached = (etag, search_rows(entity))
-            self._rows[ref] = cached
-        return cached[1]
+        self.index = SearchIndex(store)
+        self._lock = threading.Lock()
+        self._all: tuple[int, list[StoredEntity]] = (-1, [])
+        self._facets: dict[tuple, dict] = {}
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def find(
         self, filters: list[Alternative], snapshot: CatalogSnapshot | None = None
     ) -> list[Found]:
         """Every entity matching ``filters``, by entity ref."""
         snapshot = snapshot or self.store.snapshot()
+        if not filters:
+            return [Found(record, snapshot) for record in self._sorted(snapshot)]
         found = []
-        for record in snapshot.records():
-            entity = snapshot.entity(record)
-            rows = self.rows(record.ref, entity)
-            if matches(rows, filters):
-                found.append(Found(record.ref, entity, rows))
-        found.sort(key=lambda f: f.ref)
-        if len(self._rows) > 2 * len(snapshot) + 1000:
-            # Forget the rows of entities no longer stored.
-            self._rows = {
-                ref: rows for ref, rows in self._rows.items() if snapshot.get(ref)
-            }
+        for ref in sorted(self.index.matching(filters, snapshot)):
+            record = snapshot.get(ref)
+            if record is not None:
+                found.append(Found(record, snapshot))
         return found
+
+    def start(self, period: float = 1.0) -> None:
+        """Keep the search index in step in the background, every ``period``
+        seconds, so that no request waits while a large change is indexed."""
+        if self._keeper is not None and self._keeper.is_alive():
+            return
+        self._stop.clear()
+        self._keeper = threading.Thread(
+            target=self._keep, args=(period,), name="frobs-index", daemon=True
+        )
+        self._keeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _keep(self, period: float) -> None:
+        while not self._stop.wait(period):
+            try:
+                self.index.sync(self.store.snapshot())
+            except Exception:
+                logger.exception("Indexing the catalog failed; trying again shortly")
+
+    def facets(self, filters: list[Alternative], names: list[str]) -> dict:
+        """Value counts of each facet in ``names`` over the entities found.
+
+        The answers for the latest snapshot are kept: facets are asked often and
+        count every entity found.
+        """
+        snapshot = self.store.snapshot()
+        key = (snapshot.version, repr(filters), tuple(names))
+        with self._lock:
+            cached = self._facets.get(key)
+        if cached is None:
+            found = self.find(filters, snapshot)
+            cached = {name: facet_counts(found, name) for name in names}
+            with self._lock:
+                self._facets = {
+                    k: v for k, v in self._facets.items() if k[0] == snapshot.version
+                }
+                self._facets[key] = cached
+        return cached
+
+    def _sorted(self, snapshot: CatalogSnapshot) -> list[StoredEntity]:
+        with self._lock:
+            version, records = self._all
+            if version != snapshot.version:
+                records = sorted(snapshot.records(), key=lambda r: r.ref)
+                self._all = (snapshot.version, records)
+            return records
 
 
 def ordered(found: list[Found], orders: list[Order], keep_missing: bool) -> list[Found]:
     """Sort by each order in turn; entities lacking a field go last, or are dropped."""
     for order in reversed(orders):
-        present = [f for f in found if sort_key_value(f.rows, order.field)]
-        absent = [f for f in found if not sort_key_value(f.rows, order.field)]
-        present.sort(
-            key=lambda f: sort_key_value(f.rows, order.field) or "",
-            reverse=order.descending,
-        )
-        found = present + (absent if keep_missing else [])
+        keyed = [(sort_value(f.entity, order.field), f) for f in found]
+        present = [(value, f) for value, f in keyed if value]
+        present.sort(key=lambda pair: pair[0], reverse=order.descending)
+        found = [f for _, f in present]
+        if keep_missing:
+            found += [f for value, f in keyed if not value]
     return found
+
+
+def sort_value(entity: dict, field: str) -> str | None:
+    """The value an entity is ordered by: its least searchable value at ``field``."""
+    values = [v.lower() for v in _values(entity, field) if len(v) <= MAX_VALUE_LENGTH]
+    return min(values) if values else None
 
 
 def full_text(found: list[Found], term: str, fields: list[str]) -> list[Found]:
@@ -79,9 +141,9 @@ def full_text(found: list[Found], term: str, fields: list[str]) -> list[Found]:
         f
         for f in found
         if any(
-            value is not None and term in value
+            term in value.lower()
             for field in fields
-            for value in f.rows.get(field, ())
+            for value in _values(f.entity, field)
         )
     ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .entity_ref import EntityRefError, parse_entity_ref
+from .layered import LayeredMap
 from .problem import Problem
 
 INVERSE = {
@@ -109,15 +110,18 @@ def sort_spec_arrays(spec: dict) -> None:
             spec[field] = sorted(values)
 
 
-Incoming = dict[str, frozenset[tuple[str, str]]]
+Incoming = LayeredMap[str, frozenset[tuple[str, str]]]
 
 
-def update_incoming(incoming: Incoming, removed: Iterable, added: Iterable) -> Incoming:
-    """The inverse relations by target, after some stored records left or came.
+def update_incoming(
+    incoming: Incoming, removed: Iterable, added: Iterable
+) -> tuple[Incoming, set[str]]:
+    """The inverse relations by target after some stored records left or came,
+    and the targets whose inverse relations changed.
 
     ``incoming[target]`` holds ``(inverse type, source ref)`` for each stored
     entity whose forward relations point at ``target``.  The mapping given is not
-    changed: a new one is returned, sharing every untouched entry.
+    changed: a new version is returned.
     """
     changed: dict[str, set[tuple[str, str]]] = {}
 
@@ -127,18 +131,15 @@ def update_incoming(incoming: Incoming, removed: Iterable, added: Iterable) -> I
         return changed[target]
 
     for record in removed:
-        for relation in record.entity.get("relations", ()):
-            edges(relation["targetRef"]).discard(
-                (INVERSE[relation["type"]], record.ref)
-            )
+        for kind, target in record.relations:
+            edges(target).discard((INVERSE[kind], record.ref))
     for record in added:
-        for relation in record.entity.get("relations", ()):
-            edges(relation["targetRef"]).add((INVERSE[relation["type"]], record.ref))
+        for kind, target in record.relations:
+            edges(target).add((INVERSE[kind], record.ref))
 
-    updated = dict(incoming)
-    for target, pairs in changed.items():
-        if pairs:
-            updated[target] = frozenset(pairs)
-        else:
-            updated.pop(target, None)
-    return updated
+    touched = {t for t, pairs in changed.items() if pairs != incoming.get(t, set())}
+    updated = incoming.changed(
+        ((t, frozenset(changed[t])) for t in touched if changed[t]),
+        (t for t in touched if not changed[t]),
+    )
+    return updated, touched

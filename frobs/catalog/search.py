@@ -29,35 +29,52 @@ Rows = dict[str, set[str | None]]
 
 def search_rows(entity: dict) -> Rows:
     rows: Rows = {}
-
-    def add(key: str, value: str | None) -> None:
-        if len(key) > MAX_VALUE_LENGTH:
-            return
-        if value is not None and len(value) > MAX_VALUE_LENGTH:
-            value = None
+    for key, value in search_pairs(entity):
         rows.setdefault(key, set()).add(value)
-
-    def walk(path: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(f"{path}.{key.lower()}" if path else key.lower(), child)
-        elif isinstance(node, list):
-            for item in node:
-                if isinstance(item, (dict, list)):
-                    walk(path, item)
-                else:
-                    value = _text(item)
-                    add(path, value)
-                    if value is not None:
-                        add(f"{path}.{value}", "true")
-        else:
-            add(path, _text(node))
-
-    walk("", {k: v for k, v in entity.items() if k not in _NOT_INDEXED})
-    rows.pop("metadata.etag", None)  # as in Backstage: an etag is not searchable
-    for relation in entity.get("relations") or []:
-        add(f"relations.{relation['type'].lower()}", relation["targetRef"].lower())
     return rows
+
+
+def search_pairs(entity: dict) -> list[tuple[str, str | None]]:
+    """The search rows of ``entity`` as ``(key, value)`` pairs, maybe repeated."""
+    pairs: list[tuple[str, str | None]] = []
+    append = pairs.append
+
+    def scalar(value: Any) -> str | None:
+        text = value.lower() if value.__class__ is str else _text(value)
+        if text is not None and len(text) > MAX_VALUE_LENGTH:
+            return None
+        return text
+
+    def walk_dict(prefix: str, node: dict) -> None:
+        for key, child in node.items():
+            path = prefix + key.lower()
+            if len(path) > MAX_VALUE_LENGTH:
+                continue  # and so is every key below it
+            kind = child.__class__
+            if kind is dict:
+                walk_dict(path + ".", child)
+            elif kind is list:
+                walk_list(path, child)
+            elif path != "metadata.etag":  # as in Backstage: not searchable
+                append((path, scalar(child)))
+
+    def walk_list(path: str, items: list) -> None:
+        for item in items:
+            kind = item.__class__
+            if kind is dict:
+                walk_dict(path + ".", item)
+            elif kind is list:
+                walk_list(path, item)
+            else:
+                value = scalar(item)
+                append((path, value))
+                if value is not None and len(path) + len(value) < MAX_VALUE_LENGTH:
+                    append((f"{path}.{value}", "true"))
+
+    walk_dict("", {k: v for k, v in entity.items() if k not in _NOT_INDEXED})
+    for relation in entity.get("relations") or ():
+        append((f"relations.{relation['type'].lower()}", relation["targetRef"].lower()))
+    return pairs
 
 
 def _text(value: Any) -> str | None:
@@ -170,8 +187,3 @@ def parse_order(params: Iterable[str]) -> list[Order]:
             )
         orders.append(Order(field.strip().lower(), direction == "desc"))
     return orders
-
-
-def sort_key_value(rows: Rows, field: str) -> str | None:
-    values = sorted(v for v in rows.get(field, ()) if v is not None)
-    return values[0] if values else None

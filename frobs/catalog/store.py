@@ -21,32 +21,65 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
 from ..errors import ServiceUnavailableError
-from .relations import Incoming, sort_relations
+from .layered import LayeredMap
+from .relations import sort_relations
 
 
 class StoreCorrupted(ServiceUnavailableError):
     """A stored file this service did not write whole; nothing is written over it."""
 
 
-@dataclass(frozen=True)
 class StoredEntity:
-    """One catalog entity as stored: the served entity plus its bookkeeping."""
+    """One catalog entity as stored: the served entity plus its bookkeeping.
 
-    ref: str
-    entity: dict
-    location_key: str | None
-    source: str
-    hash: str
+    The entity is kept as compact JSON text, a fraction of the memory its dicts
+    would take in a catalog of tens of thousands; ``entity`` parses it at each
+    access, so every caller gets its own copy and none can change the store's.
+    Its kind, uid and forward relations are kept parsed, for the indexes.
+    """
+
+    __slots__ = (
+        "ref",
+        "text",
+        "location_key",
+        "source",
+        "hash",
+        "kind",
+        "uid",
+        "relations",
+    )
+
+    def __init__(
+        self,
+        ref: str,
+        entity: dict,
+        location_key: str | None,
+        source: str,
+        hash: str,
+    ) -> None:
+        self.ref = ref
+        self.text = json.dumps(entity, separators=(",", ":"))
+        self.location_key = None if location_key is None else sys.intern(location_key)
+        self.source = sys.intern(source)
+        self.hash = hash
+        self.kind: str = sys.intern(entity["kind"])
+        self.uid: str = entity["metadata"]["uid"]
+        self.relations: tuple[tuple[str, str], ...] = tuple(
+            (r["type"], r["targetRef"]) for r in entity.get("relations", ())
+        )
 
     @property
-    def uid(self) -> str:
-        return self.entity["metadata"]["uid"]
+    def entity(self) -> dict:
+        return json.loads(self.text)
+
+    def __repr__(self) -> str:
+        return f"StoredEntity({self.ref!r}, source={self.source!r})"
 
     def as_json(self) -> dict:
         return {
@@ -56,6 +89,19 @@ class StoredEntity:
             "hash": self.hash,
             "entity": self.entity,
         }
+
+    def as_json_text(self) -> str:
+        """``as_json()`` encoded, without parsing the entity."""
+        head = json.dumps(
+            {
+                "ref": self.ref,
+                "locationKey": self.location_key,
+                "source": self.source,
+                "hash": self.hash,
+            },
+            ensure_ascii=False,
+        )
+        return f'{head[:-1]}, "entity": {self.text}}}'
 
     @classmethod
     def from_json(cls, data: Mapping) -> "StoredEntity":
@@ -72,21 +118,24 @@ class CatalogSnapshot:
     """A read-only view of the catalog at one moment.
 
     ``entity(record)`` is the entity as served: the stored one with the inverse
-    relations other entities give it, and an etag that changes with them.  Served
-    entities are cached in ``served_cache``, which a store may share between its
-    snapshots; an entry is used only while its record and relations are the same.
+    relations other entities give it, and an etag that changes with them; each
+    call makes a new one.
+
+    ``version`` grows with every change a store installs; with the store's
+    ``changes_since`` it lets an index catch up by touching only what changed.
     """
 
     def __init__(
         self,
         by_ref: Mapping[str, StoredEntity],
-        incoming: Incoming | None = None,
-        served_cache: dict | None = None,
+        incoming: Mapping[str, frozenset] | None = None,
+        by_uid: Mapping[str, StoredEntity] | None = None,
+        version: int = 0,
     ) -> None:
         self._by_ref = by_ref
-        self._by_uid: dict[str, StoredEntity] | None = None
-        self.incoming = incoming or {}
-        self._served = {} if served_cache is None else served_cache
+        self._by_uid = by_uid
+        self.incoming = LayeredMap() if incoming is None else incoming
+        self.version = version
 
     def __len__(self) -> int:
         return len(self._by_ref)
@@ -103,20 +152,15 @@ class CatalogSnapshot:
         return iter(self._by_ref.values())
 
     def entity(self, record: StoredEntity) -> dict:
-        incoming = self.incoming.get(record.ref, frozenset())
-        cached = self._served.get(record.ref)
-        if cached is not None and cached[0] is record and cached[1] == incoming:
-            return cached[2]
-        served = _served_entity(record, incoming)
-        self._served[record.ref] = (record, incoming, served)
-        return served
+        return served_entity(record, self.incoming.get(record.ref, frozenset()))
 
 
-def _served_entity(record: StoredEntity, incoming: frozenset) -> dict:
+def served_entity(record: StoredEntity, incoming: frozenset) -> dict:
+    """The entity as served: with the inverse relations ``incoming`` gives it."""
     entity = record.entity
     if not incoming:
         return entity
-    own = {(r["type"], r["targetRef"]) for r in entity.get("relations", ())}
+    own = set(record.relations)
     metadata = entity["metadata"]
     extra = json.dumps(sorted(incoming)).encode()
     etag = hashlib.sha1(metadata["etag"].encode() + extra).hexdigest()
@@ -155,6 +199,11 @@ class CatalogStore(ABC):
     @abstractmethod
     def transaction(self) -> AbstractContextManager[StoreTransaction]:
         """Exclusive write access; commits when the block ends cleanly."""
+
+    def changes_since(self, version: int) -> set[str] | None:
+        """Refs whose served entity may differ between the snapshot of
+        ``version`` and the latest, or None when the store cannot tell."""
+        return None
 
     def check_writable(self) -> None:
         """Raise ``OSError`` when the store cannot be written."""

@@ -41,13 +41,14 @@ from ..catalog.mutation import (
     Outcome,
 )
 from ..catalog.provider import EntityProvider, EntityProviderConnection
+from ..catalog.store import StoredEntity
 from ..events.delivery import current_delivery
 from ..events.ordering import EventOrder
 from ..events.params import EventParams
 from ..events.service import EventsService
 from ..reading import ReadFailed, ReadRefused, SourceNotFound, UrlReader
 from .batch import FrobBatch, frob_of
-from .mapping import frob_id_of, parse_document
+from .mapping import ID_ANNOTATION, frob_id_of, parse_document
 from .router import TOPIC, is_frob_id
 
 logger = logging.getLogger(__name__)
@@ -178,12 +179,7 @@ class FrobsEntityProvider(EntityProvider):
         if not self._refuses_any(batch):
             # Everything the frob holds that its new state lacks: what the previous
             # state had, and anything an older, skipped event left behind.
-            held = {
-                record.ref
-                for record in snapshot.records()
-                if record.source == self.get_provider_name()
-                and frob_of(record.entity) == frob_id
-            }
+            held = {record.ref for record in self._held_by(frob_id)}
             gone = held - batch.refs()
             unlisted = gone - (previous.refs() if previous is not None else set())
             if unlisted:
@@ -200,10 +196,16 @@ class FrobsEntityProvider(EntityProvider):
     def delete(self, frob_id: str) -> MutationResult:
         removed = [
             EntityRefRemoval(record.ref, self.location_key)
-            for record in self.connection.held_entities()
-            if frob_of(record.entity) == frob_id
+            for record in self._held_by(frob_id)
         ]
         return self.connection.apply_mutation(DeltaMutation(removed=removed))
+
+    def _held_by(self, frob_id: str) -> list[StoredEntity]:
+        """The entities this provider holds for one frob."""
+        held = self.connection.held_entities(
+            f"metadata.annotations.{ID_ANNOTATION}={frob_id}"
+        )
+        return [record for record in held if frob_of(record.entity) == frob_id]
 
     def _refuses_any(self, batch: FrobBatch) -> bool:
         """Whether part of the frob's new state would be refused.

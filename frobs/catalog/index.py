@@ -1,0 +1,152 @@
+"""``SearchIndex``: which entities have which search row, kept in step cheaply.
+
+For every search row (see ``search``), the index holds the refs of the served
+entities that have it: ``postings[key][value]`` is one ref, or a set of them
+when several share it (one ref alone costs no set).  A filter is answered with
+set operations on those postings instead of a scan of every entity.
+
+``sync(snapshot)`` brings the index to a snapshot: it asks the store which refs
+changed since the version it last saw and re-indexes only those, or rebuilds
+when the store cannot tell.  For each indexed ref it keeps the record and the
+inverse relations it indexed, so it can take out exactly the rows it put in.
+A ref the store reports changed more than once is simply indexed again, so the
+index is never behind the snapshot it was synced to; it may be ahead of an
+older snapshot, and callers check each ref against theirs.
+
+The index only reads snapshots.  One lock guards it; every method takes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterable
+
+from .search import Alternative, search_pairs
+from .store import CatalogSnapshot, CatalogStore, StoredEntity
+
+Postings = dict[str, dict[str | None, "str | set[str]"]]
+
+
+class SearchIndex:
+    def __init__(self, store: CatalogStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._version = -1
+        self._postings: Postings = {}
+        self._indexed: dict[str, tuple[StoredEntity, frozenset]] = {}
+
+    def sync(self, snapshot: CatalogSnapshot) -> None:
+        """Bring the index up to ``snapshot``."""
+        with self._lock:
+            self._sync(snapshot)
+
+    def matching(
+        self, alternatives: list[Alternative], snapshot: CatalogSnapshot
+    ) -> set[str]:
+        """Refs whose entity matches one of ``alternatives`` (at least one given)."""
+        with self._lock:
+            self._sync(snapshot)
+            found: set[str] = set()
+            for alternative in alternatives:
+                found |= self._matching_all(alternative)
+            return found
+
+    def _matching_all(self, alternative: Alternative) -> set[str]:
+        candidates: set[str] | None = None
+        # Equalities first: they are usually the narrowest.
+        for key, statements in sorted(
+            alternative.items(), key=lambda item: _is_existence(item[1])
+        ):
+            refs: set[str] = set()
+            for statement in statements:
+                if statement.value is None:
+                    refs |= self._having(key)
+                else:
+                    refs |= _as_set(self._postings.get(key, {}).get(statement.value))
+            candidates = refs if candidates is None else candidates & refs
+            if not candidates:
+                return set()
+        return candidates or set()
+
+    def _having(self, key: str) -> set[str]:
+        refs: set[str] = set()
+        for held in self._postings.get(key, {}).values():
+            if isinstance(held, str):
+                refs.add(held)
+            else:
+                refs |= held
+        return refs
+
+    # Keeping in step
+
+    def _sync(self, snapshot: CatalogSnapshot) -> None:
+        if snapshot.version == self._version:
+            return
+        changed = (
+            self.store.changes_since(self._version) if self._version >= 0 else None
+        )
+        if changed is None:
+            self._postings, self._indexed = {}, {}
+            changed_refs: Iterable[str] = [r.ref for r in snapshot.records()]
+        else:
+            changed_refs = changed
+        for ref in changed_refs:
+            held = self._indexed.pop(ref, None)
+            if held is not None:
+                self._remove(ref, _pairs(*held))
+            record = snapshot.get(ref)
+            if record is not None:
+                incoming = snapshot.incoming.get(ref, frozenset())
+                self._add(ref, _pairs(record, incoming))
+                self._indexed[ref] = (record, incoming)
+        self._version = snapshot.version
+
+    def _add(self, ref: str, pairs: list[tuple[str, str | None]]) -> None:
+        postings = self._postings
+        for key, value in pairs:
+            by_value = postings.get(key)
+            if by_value is None:
+                by_value = postings[key] = {}
+            held = by_value.get(value)
+            if held is None:
+                by_value[value] = ref
+            elif held.__class__ is str:
+                if held != ref:
+                    by_value[value] = {held, ref}
+            else:
+                held.add(ref)  # type: ignore[union-attr]
+
+    def _remove(self, ref: str, pairs: list[tuple[str, str | None]]) -> None:
+        postings = self._postings
+        for key, value in pairs:
+            by_value = postings.get(key)
+            if by_value is None:
+                continue
+            held = by_value.get(value)
+            if held == ref:
+                del by_value[value]
+                if not by_value:
+                    del postings[key]
+            elif isinstance(held, set):
+                held.discard(ref)
+                if len(held) == 1:
+                    by_value[value] = next(iter(held))
+
+
+def _pairs(record: StoredEntity, incoming: frozenset) -> list[tuple[str, str | None]]:
+    """The search rows of a record as served: its own, and its inverse relations."""
+    pairs = search_pairs(record.entity)
+    pairs += [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
+    return pairs
+
+
+def _as_set(held: "str | set[str] | None") -> set[str]:
+    if held is None:
+        return set()
+    if isinstance(held, str):
+        return {held}
+    return set(held)
+
+
+def _is_existence(statements) -> bool:
+    return all(statement.value is None for statement in statements)

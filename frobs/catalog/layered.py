@@ -1,0 +1,114 @@
+"""``LayeredMap``: a read-only mapping whose next version costs what changed.
+
+A catalog snapshot must stay as it was while a request reads it, and the next
+snapshot must not copy tens of thousands of entries to change one.  A
+``LayeredMap`` is a large base dict shared between versions plus a small top
+layer of the entries changed since; ``changed`` returns a new version and
+leaves the old one as it was.  When the top layer outgrows the square root of
+the base (with a floor), it is folded into a new base, so a change costs
+O(sqrt n) amortized and a read at most two dict lookups.
+
+A ``LayeredMap`` never changes after it is made, and never holds a deleted key:
+removals are recorded in the top layer as tombstones until folded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Iterable, Iterator, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+_GONE = object()
+_MIN_TOP = 256
+
+
+class LayeredMap(Mapping[K, V]):
+    __slots__ = ("_base", "_top", "_len")
+
+    def __init__(
+        self, base: dict | None = None, top: dict | None = None, length: int = -1
+    ) -> None:
+        self._base = {} if base is None else base
+        self._top = {} if top is None else top
+        if length < 0:
+            length = len(self._base) + sum(
+                (v is not _GONE) - (k in self._base) for k, v in self._top.items()
+            )
+        self._len = length
+
+    def __getitem__(self, key: K) -> V:
+        value = self._top.get(key, self._top)
+        if value is self._top:
+            return self._base[key]
+        if value is _GONE:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]
+
+    def get(self, key, default=None):
+        value = self._top.get(key, self._top)
+        if value is self._top:
+            return self._base.get(key, default)
+        return default if value is _GONE else value
+
+    def __contains__(self, key: object) -> bool:
+        value = self._top.get(key, self._top)
+        if value is self._top:
+            return key in self._base
+        return value is not _GONE
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[K]:
+        top = self._top
+        for key in self._base:
+            if key not in top:
+                yield key
+        for key, value in top.items():
+            if value is not _GONE:
+                yield key
+
+    def values(self) -> Iterator[V]:  # type: ignore[override]
+        top = self._top
+        if not top:
+            yield from self._base.values()
+            return
+        for key, value in self._base.items():
+            if key not in top:
+                yield value
+        for value in top.values():
+            if value is not _GONE:
+                yield value
+
+    def changed(
+        self, updates: Iterable[tuple[K, V]] = (), removals: Iterable[K] = ()
+    ) -> "LayeredMap[K, V]":
+        """A new version with ``updates`` set and ``removals`` taken out."""
+        base, top = self._base, dict(self._top)
+        length = self._len
+
+        def present(key) -> bool:
+            value = top.get(key, top)
+            return key in base if value is top else value is not _GONE
+
+        for key, value in updates:
+            length += not present(key)
+            top[key] = value
+        for key in removals:
+            if present(key):
+                length -= 1
+                if key in base:
+                    top[key] = _GONE
+                else:
+                    del top[key]
+        if len(top) > max(_MIN_TOP, int(len(self._base) ** 0.5) * 4):
+            base = dict(base)
+            for key, value in top.items():
+                if value is _GONE:
+                    base.pop(key, None)
+                else:
+                    base[key] = value
+            return LayeredMap(base, {}, len(base))
+        return LayeredMap(base, top, length)
