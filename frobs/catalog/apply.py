@@ -127,7 +127,7 @@ def apply_mutation(
     return result
 
 
-def content_hash(entity: dict) -> str:
+def content_hash(entity: Any) -> str:
     encoded = json.dumps(
         entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
@@ -237,25 +237,24 @@ def _best_ref(entity: object) -> str | None:
 
 
 def _normalized(entity: dict) -> dict:
-    """The entity as emitted, with what the catalog owns taken out or filled in."""
-    entity = _copied(entity)
-    metadata = entity["metadata"]
-    for owned in _CATALOG_OWNED:
-        metadata.pop(owned, None)
+    """The entity as emitted, with what the catalog owns taken out or filled in.
+
+    A new entity, which shares with the one emitted only what it leaves as it
+    is: nothing here or after changes what a provider emitted, and what is
+    stored is encoded as JSON text at once.
+    """
+    metadata = {
+        key: value
+        for key, value in entity["metadata"].items()
+        if key not in _CATALOG_OWNED
+    }
     if not metadata.get("namespace"):
         metadata["namespace"] = DEFAULT_NAMESPACE
+    entity = {**entity, "metadata": metadata}
     if isinstance(entity.get("spec"), dict):
-        sort_spec_arrays(entity["spec"])
+        entity["spec"] = dict(entity["spec"])
+        sort_spec_arrays(entity["spec"])  # puts new lists in place of the old
     return entity
-
-
-def _copied(node: Any) -> Any:
-    """A copy of a JSON value, sharing nothing mutable with it."""
-    if isinstance(node, dict):
-        return {key: _copied(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_copied(value) for value in node]
-    return node
 
 
 def _stored(
@@ -272,14 +271,10 @@ def _stored(
         **current_cause(),
     }
     served["relations"] = candidate.relations
-    metadata["etag"] = content_hash(served)
-    return StoredEntity(
-        candidate.ref,
-        served,
-        candidate.location_key,
-        source,
-        content or content_hash(candidate.entity),
-    )
+    content = content or content_hash(candidate.entity)
+    # The etag changes with the content (relations come from it) and each write.
+    metadata["etag"] = content_hash([content, uid, metadata["provenance"]])
+    return StoredEntity(candidate.ref, served, candidate.location_key, source, content)
 
 
 def _upsert(

@@ -62,7 +62,7 @@ from ..durable_files import (
 )
 from ..metrics import STORE_WRITE_SECONDS
 from .layered import LayeredMap
-from .relations import update_incoming
+from .relations import Incoming, update_incoming
 from .store import (
     CatalogSnapshot,
     CatalogStore,
@@ -126,7 +126,8 @@ class FileStore(CatalogStore):
         self._base_bytes = 0
         self._dirty: set[str] = set()
         self._snapshot = CatalogSnapshot(LayeredMap(), LayeredMap())
-        self._by_uid: LayeredMap = LayeredMap()
+        self._by_ref: LayeredMap[str, StoredEntity] = LayeredMap()
+        self._by_uid: LayeredMap[str, StoredEntity] = LayeredMap()
         self._feed: deque[tuple[int, frozenset[str] | None]] = deque(
             maxlen=CHANGE_FEED_LENGTH
         )
@@ -209,7 +210,8 @@ class FileStore(CatalogStore):
         self._base_bytes = total
         incoming, _ = update_incoming(LayeredMap(), (), by_ref.values())
         self._by_uid = LayeredMap({r.uid: r for r in by_ref.values()})
-        self._publish(LayeredMap(by_ref), incoming, None)
+        self._by_ref = LayeredMap(by_ref)
+        self._publish(incoming, None)
 
     def _read_segment(self) -> None:
         """Install the whole commits added to the current segment since last read."""
@@ -227,10 +229,14 @@ class FileStore(CatalogStore):
         if end == 0:
             return
         changes: list[tuple[str, StoredEntity | None]] = []
-        for line in data[:end].splitlines():
-            change = _decode_line(line, path)
+        start = 0
+        while start < end:  # a line at a time: a full sync's commit is large
+            newline = data.index(b"\n", start)
+            change = _decode_line(data[start:newline], path)
             if change is not None:
                 changes.append(change)
+            start = newline + 1
+        del data
         self._offset += end
         self._install(changes)
 
@@ -240,11 +246,11 @@ class FileStore(CatalogStore):
         for ref, record in changes:
             final[ref] = record
         current = self._snapshot
-        removed = [r for r in map(current.get, final) if r is not None]
+        removed = [r for r in map(self._by_ref.get, final) if r is not None]
         added = [r for r in final.values() if r is not None]
         for record in removed + added:
             self._dirty.add(file_name_for(record.location_key))
-        by_ref = current._by_ref.changed(  # type: ignore[attr-defined]
+        self._by_ref = self._by_ref.changed(
             [(r.ref, r) for r in added], [ref for ref, r in final.items() if not r]
         )
         kept_uids = {r.uid for r in added}
@@ -253,12 +259,12 @@ class FileStore(CatalogStore):
             [r.uid for r in removed if r.uid not in kept_uids],
         )
         incoming, targets = update_incoming(current.incoming, removed, added)
-        self._publish(by_ref, incoming, set(final) | targets)
+        self._publish(incoming, set(final) | targets)
 
-    def _publish(self, by_ref, incoming, changed: set[str] | None) -> None:
+    def _publish(self, incoming: Incoming, changed: set[str] | None) -> None:
         version = self._snapshot.version + 1
         self._feed.append((version, None if changed is None else frozenset(changed)))
-        self._snapshot = CatalogSnapshot(by_ref, incoming, self._by_uid, version)
+        self._snapshot = CatalogSnapshot(self._by_ref, incoming, self._by_uid, version)
 
     def _latest_generations(self) -> dict[str, str]:
         latest: dict[str, str] = {}

@@ -11,6 +11,7 @@ Validation only reads the entity; it never changes or completes it.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable
 
@@ -81,6 +82,11 @@ def _prefixed(
 
 
 def is_api_version(value: Any) -> bool:
+    return isinstance(value, str) and _is_api_version(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_api_version(value: str) -> bool:
     return _prefixed(
         value,
         is_dns_subdomain,
@@ -98,6 +104,11 @@ def is_kind(value: Any) -> bool:
 
 def is_metadata_key(value: Any) -> bool:
     """A label or annotation key: optional DNS-subdomain prefix, object-name suffix."""
+    return isinstance(value, str) and _is_metadata_key(value)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few keys come in every entity
+def _is_metadata_key(value: str) -> bool:
     return _prefixed(value, is_dns_subdomain, is_object_name)
 
 
