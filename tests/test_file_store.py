@@ -367,3 +367,20 @@ def test_a_damaged_log_line_is_reported_and_never_written_over(tmp_path):
     with pytest.raises(StoreCorrupted, match="restore the store folder"):
         FileStore(tmp_path)
     assert segment.read_bytes() == damaged
+
+
+def test_a_resync_writes_only_the_entities_that_changed(tmp_path):
+    store = FileStore(tmp_path)
+    entities = [DeferredEntity(component(f"x{i}"), "k") for i in range(50)]
+    apply_mutation(store, "a", FullMutation(entities))
+    (segment,) = (tmp_path / "log").iterdir()
+    before = segment.read_bytes()
+
+    apply_mutation(store, "a", FullMutation(entities))  # nothing changed
+    assert segment.read_bytes() == before
+
+    entities[7] = DeferredEntity(component("x7", "changed"), "k")
+    apply_mutation(store, "a", FullMutation(entities))
+    added = segment.read_bytes()[len(before) :].splitlines()
+    assert [json.loads(line) for line in added][-1] == {"commit": 1}
+    assert json.loads(added[0])["put"]["ref"] == "component:default/x7"
