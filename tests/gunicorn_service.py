@@ -59,13 +59,16 @@ def gunicorn_options() -> list[str]:
     return []
 
 
-def gunicorn_command(port: int, workers: int, extra: Sequence[str] = ()) -> list[str]:
-    """``gunicorn app:app`` with ``workers`` workers on a loopback ``port``."""
+def gunicorn_command(
+    port: int, workers: int, extra: Sequence[str] = (), app: str = "app:app"
+) -> list[str]:
+    """``gunicorn <app>`` (``app:app`` unless told) with ``workers`` workers on a
+    loopback ``port``."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
-        "app:app",
+        app,
         "--workers",
         str(workers),
         "--bind",
@@ -97,14 +100,16 @@ def spawn_gunicorn(
     log_level: str = "INFO",
     extra: Sequence[str] = (),
     append: bool = False,
+    app: str = "app:app",
 ) -> subprocess.Popen:
     """Start gunicorn in a new session, stdout and stderr to ``log_path``.
 
-    The log is truncated, or appended to with ``append``.
+    The log is truncated, or appended to with ``append``.  ``app`` is the WSGI
+    app gunicorn serves (the benchmarks' floor app is another).
     """
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(
-            gunicorn_command(port, workers, extra),
+            gunicorn_command(port, workers, extra, app),
             cwd=REPO_ROOT,
             env=service_env(config_path, log_level),
             stdout=log,

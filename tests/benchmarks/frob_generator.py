@@ -1,0 +1,186 @@
+"""Deterministic generated frobs, and a loopback Frobs source serving them.
+
+``make_frob(i, n, revision)`` is frob number ``i`` of a source of ``n`` frobs:
+a Component named ``frob-<i>`` with a ``spec.type`` among a few values, a
+lifecycle, an owner ``team-<i % (n/100)>`` (so exactly 100 frobs of the listing
+share each owner when ``n`` is a multiple of 100), tags, a description, a
+system, one or two ``dependsOn`` and a ``revision`` label.  The same arguments
+always give the same frob.
+
+``FrobsSource`` serves, over a threaded werkzeug server on 127.0.0.1:
+
+- ``/bench/data``: the listing, frobs ``0 .. n-1`` at their current revision;
+- ``/bench/items/frob-<i>``: frob ``i`` at its current revision, for any ``i``
+  (frobs past ``n`` are served by id but not listed, so an ``add`` webhook has
+  something new to read; they are owned by ``team-events``);
+- ``/bench/previous/frob-<i>``: frob ``i`` at its previous revision (404 when
+  it has none).
+
+``reset(n)`` starts over with ``n`` frobs, all at revision ``r0``;
+``change_one_percent(tag)`` gives 1 % of the listed frobs a new revision;
+``set_revision(indexes, tag)`` does so for any frobs.  Listings are encoded once
+per change and cached, so serving 50,000 frobs costs one ``json.dumps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+ENV = "bench"
+BASE_REVISION = "r0"
+EVENTS_OWNER = "team-events"
+TYPES = ("service", "website", "library", "tool")
+LIFECYCLES = ("production", "experimental", "deprecated")
+TAGS = ("python", "java", "go", "rust", "payments", "search", "internal", "public")
+
+
+def frob_name(i: int) -> str:
+    return f"frob-{i}"
+
+
+def frob_index(frob_id: str) -> int | None:
+    prefix, _, number = frob_id.partition("-")
+    if prefix != "frob" or not number.isdigit() or number != str(int(number)):
+        return None
+    return int(number)
+
+
+def teams(n: int) -> int:
+    return max(1, n // 100)
+
+
+def make_frob(i: int, n: int, revision: str = BASE_REVISION) -> dict:
+    """Frob ``i`` of a source of ``n`` frobs, at ``revision``."""
+    owner = f"team-{i % teams(n)}" if i < n else EVENTS_OWNER
+    depends = [f"component:default/{frob_name((i * 7 + 1) % max(n, 1))}"]
+    if i % 3 == 0:
+        depends.append(f"component:default/{frob_name((i * 13 + 5) % max(n, 1))}")
+    return {
+        "id": frob_name(i),
+        "kind": "Component",
+        "title": f"Frob {i}",
+        "description": (
+            f"Frob number {i}, a {TYPES[i % len(TYPES)]} of {owner}; "
+            f"generated for the benchmarks, revision {revision}."
+        ),
+        "tags": [TAGS[i % len(TAGS)], TAGS[(i // 8) % len(TAGS)], "benchmark"],
+        "labels": {"revision": revision},
+        "type": TYPES[i % len(TYPES)],
+        "lifecycle": LIFECYCLES[i % len(LIFECYCLES)],
+        "owner": owner,
+        "system": f"system-{i % 50}",
+        "dependsOn": sorted(set(depends)),
+    }
+
+
+def document(frobs: list[dict]) -> bytes:
+    return json.dumps({"frobs": frobs}, separators=(",", ":")).encode()
+
+
+class FrobsSource:
+    """The generated frobs, their revisions, and the server answering for them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.n = 0
+        self._revisions: dict[int, list[str]] = {}  # index -> revisions, oldest first
+        self._listing: bytes | None = None
+        self.requests = 0
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    # The data
+
+    def reset(self, n: int) -> None:
+        with self._lock:
+            self.n = n
+            self._revisions = {}
+            self._listing = None
+
+    def set_revision(self, indexes, revision: str) -> None:
+        with self._lock:
+            for i in indexes:
+                history = self._revisions.setdefault(i, [BASE_REVISION])
+                history.append(revision)
+            self._listing = None
+
+    def change_one_percent(self, revision: str, offset: int = 0) -> list[int]:
+        """Give a new revision to the frobs ``i`` with ``i % 100 == offset``."""
+        changed = list(range(offset % 100, self.n, 100))
+        self.set_revision(changed, revision)
+        return changed
+
+    def current(self, i: int) -> str:
+        return self._revisions.get(i, [BASE_REVISION])[-1]
+
+    def listing(self) -> bytes:
+        with self._lock:
+            if self._listing is None:
+                n = self.n
+                self._listing = document(
+                    [make_frob(i, n, self.current(i)) for i in range(n)]
+                )
+            return self._listing
+
+    def item(self, i: int) -> bytes:
+        with self._lock:
+            return document([make_frob(i, self.n, self.current(i))])
+
+    def previous(self, i: int) -> bytes | None:
+        with self._lock:
+            history = self._revisions.get(i)
+            if not history or len(history) < 2:
+                return None
+            return document([make_frob(i, self.n, history[-2])])
+
+    # Serving
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/{ENV}{path}"
+
+    def wsgi(self, environ, start_response):
+        request = Request(environ)
+        self.requests += 1
+        body = self._answer(request.path)
+        if body is None:
+            response = Response(
+                b'{"message":"no such frob"}', 404, content_type="application/json"
+            )
+        else:
+            response = Response(body, 200, content_type="application/json")
+        return response(environ, start_response)
+
+    def _answer(self, path: str) -> bytes | None:
+        parts = path.strip("/").split("/")
+        if parts == [ENV, "data"]:
+            return self.listing()
+        if len(parts) != 3 or parts[0] != ENV:
+            return None
+        i = frob_index(parts[2])
+        if i is None:
+            return None
+        if parts[1] == "items":
+            return self.item(i)
+        if parts[1] == "previous":
+            return self.previous(i)
+        return None
+
+    def start(self) -> None:
+        # werkzeug logs every request at INFO unless its logger says otherwise.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="frobs-source", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
