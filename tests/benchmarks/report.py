@@ -88,6 +88,15 @@ def _row(figure: str, case: str, stat: dict | None, digits: int = 1) -> str:
     return f"| {figure} | {case} | " + " | ".join(cells) + " |"
 
 
+def _done(fig: dict) -> str:
+    """Requests timed per run, as "n" or "n of planned" when fewer were."""
+    done = fig.get("requests_done") or [0]
+    planned = fig.get("requests_per_run")
+    if min(done) >= (planned or 0):
+        return str(planned)
+    return f"{'/'.join(str(d) for d in done)} of {planned}"
+
+
 def _size(n: int | str) -> str:
     return f"{int(n):,}"
 
@@ -168,7 +177,7 @@ def format_table(results: dict) -> str:
             lines.append(
                 _row(
                     f"reads at {_size(reads['stored'])}",
-                    f"{label}, {name} ms ({fig.get('requests_per_run')} req)",
+                    f"{label}, {name} ms ({_done(fig)} req)",
                     fig.get(key),
                 )
             )
