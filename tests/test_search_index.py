@@ -23,6 +23,8 @@ FILTERS = [
     "metadata.tags.red=true",
     "relations.dependencyof",
     "relations.dependencyof=component:default/c3",
+    "relations.dependencyof=component:default/c5",
+    "relations.dependson=component:default/c2",
     "relations.ownedby=group:default/team-0",
     "metadata.description",
     "spec.dependson=component:c1,kind=component",
@@ -38,6 +40,8 @@ def random_component(chance: random.Random, name: str) -> dict:
     entity["spec"]["dependsOn"] = [
         f"component:c{chance.randint(0, 9)}" for _ in range(chance.randint(0, 2))
     ]
+    if chance.random() < 0.5:  # its own dependencyOf, as others may give it too
+        entity["spec"]["dependencyOf"] = [f"component:c{chance.randint(0, 9)}"]
     entity["metadata"]["tags"] = chance.sample(["red", "blue", "green"], 2)
     entity["metadata"]["annotations"]["example.com/flavour"] = chance.choice(
         ["sweet", "sour"]
@@ -58,7 +62,7 @@ def test_the_index_answers_as_a_scan_after_random_changes(tmp_path):
     chance = random.Random(11)
     writer, reader = FileStore(tmp_path, compact_min_bytes=20_000), FileStore(tmp_path)
     queries = {store: CatalogQuery(store) for store in (writer, reader)}
-    for step in range(120):
+    for step in range(200):
         names = [f"c{chance.randint(0, 9)}" for _ in range(chance.randint(1, 3))]
         if chance.random() < 0.25:
             mutation = DeltaMutation(

@@ -28,8 +28,8 @@ no key can name a path, and the service never writes outside the store folder.
 Generations and segment names are new at every write and never reused, so a
 reader knows what changed by names and sizes alone.
 
-Writers take a thread lock and then ``catalog.lock`` (an ``flock`` through the
-``filelock`` library, released by the kernel if the holder dies).  Readers take
+Writers take ``catalog.lock`` (a ``ProcessLock``: a thread lock, then an
+``flock``, released by the kernel if the holder dies).  Readers take
 no cross-process lock: a snapshot reads only the log bytes added since the last
 one, and a reader that had read a segment to its end moves to the next segment
 without reading any key file again.  Only a reader that missed part of a
@@ -52,10 +52,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from filelock import FileLock
-
 from ..durable_files import (
     TMP_MARK,
+    ProcessLock,
     atomic_write,
     fsync_dir,
     remove_temporary_files,
@@ -116,8 +115,7 @@ class FileStore(CatalogStore):
         self.entities_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
 
-        self._write_lock = threading.Lock()
-        self._file_lock = FileLock(self.root / "catalog.lock", thread_local=False)
+        self._lock = ProcessLock(self.root / "catalog.lock")
         self._cache_lock = threading.Lock()
         # What this process has read: the segment, how far, the key files' total
         # size, and the keys the segment touched (rewritten at compaction).
@@ -132,7 +130,7 @@ class FileStore(CatalogStore):
             maxlen=CHANGE_FEED_LENGTH
         )
 
-        with self._write_lock, self._file_lock:
+        with self._lock.hold():
             self._recover()
 
     def check_writable(self) -> None:
@@ -311,7 +309,8 @@ class FileStore(CatalogStore):
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
-        with self._write_lock, self._file_lock:
+        written = None
+        with self._lock.hold():
             with self._cache_lock:
                 self._refresh()
                 self._cut_torn_tail()
@@ -320,9 +319,17 @@ class FileStore(CatalogStore):
             yield transaction
             if transaction.staged:
                 with STORE_WRITE_SECONDS.time():
-                    self._commit(transaction)
+                    written = self._commit(transaction)
+        if written is not None:
+            # Made durable once the lock is free, so the next writer appends
+            # meanwhile; one fsync then often covers several commits.
+            try:
+                os.fsync(written)
+            finally:
+                os.close(written)
 
-    def _commit(self, transaction: "_FileTransaction") -> None:
+    def _commit(self, transaction: "_FileTransaction") -> int:
+        """Append the commit; return the segment's descriptor, still to fsync."""
         lines = [
             _delete_line(ref) if record is None else _put_line(record)
             for ref, record in transaction.staged.items()
@@ -331,10 +338,14 @@ class FileStore(CatalogStore):
         line = b"".join(lines)
         path = self.log_dir / f"{self._segment}.jsonl"
         before = self._offset
-        with open(path, "ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(descriptor, line[written:])
+        except BaseException:
+            os.close(descriptor)
+            raise
         with self._cache_lock:
             # A reader thread of this process may have installed it already.
             if self._offset == before:
@@ -342,10 +353,11 @@ class FileStore(CatalogStore):
                 self._install(list(transaction.staged.items()))
         if self._offset > max(self.compact_min_bytes, self._base_bytes // 2):
             self._compact()
+        return descriptor
 
     def compact(self) -> None:
         """Fold the log into the key files now, whatever its size."""
-        with self._write_lock, self._file_lock:
+        with self._lock.hold():
             with self._cache_lock:
                 self._refresh()
                 self._cut_torn_tail()

@@ -92,12 +92,20 @@ class SearchIndex:
             changed_refs = changed
         for ref in changed_refs:
             held = self._indexed.pop(ref, None)
-            if held is not None:
-                self._remove(ref, _pairs(*held))
             record = snapshot.get(ref)
+            incoming = snapshot.incoming.get(ref, frozenset())
+            if held is not None and record is held[0]:
+                # Only relations other entities give it changed: no parsing.
+                # (A relation it also has of its own stays.)
+                own = set(record.relations)
+                self._remove(ref, _relation_pairs(held[1] - incoming - own))
+                self._add(ref, _relation_pairs(incoming - held[1]))
+            else:
+                if held is not None:
+                    self._remove(ref, _pairs(*held))
+                if record is not None:
+                    self._add(ref, _pairs(record, incoming))
             if record is not None:
-                incoming = snapshot.incoming.get(ref, frozenset())
-                self._add(ref, _pairs(record, incoming))
                 self._indexed[ref] = (record, incoming)
         self._version = snapshot.version
 
@@ -135,9 +143,11 @@ class SearchIndex:
 
 def _pairs(record: StoredEntity, incoming: frozenset) -> list[tuple[str, str | None]]:
     """The search rows of a record as served: its own, and its inverse relations."""
-    pairs = search_pairs(record.entity)
-    pairs += [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
-    return pairs
+    return search_pairs(record.entity) + _relation_pairs(incoming)
+
+
+def _relation_pairs(incoming: frozenset) -> list[tuple[str, str | None]]:
+    return [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
 
 
 def _as_set(held: "str | set[str] | None") -> set[str]:

@@ -7,10 +7,11 @@ Layout under ``<store>/events/``::
     done/<key hash>         a delivery id whose event every subscriber took
     locks/NN.lock           held while an entry is being delivered
 
-An entry is written with ``atomic_write`` (fsynced) before anyone processes it,
-and replaced whole after each attempt, so after ``kill -9`` every entry is the
-one accepted or the last attempt's record.  Done markers are not fsynced: losing
-one only means a redelivery is processed again.
+An entry is written with ``atomic_write`` before anyone processes it, and
+replaced whole after each attempt, so after ``kill -9`` every entry is the one
+accepted or the last attempt's record.  The processor decides when an entry must
+also survive a power loss (fsynced).  Done markers are not fsynced: losing one
+only means a redelivery is processed again.
 
 The inbox only stores and finds entries; ``EventProcessor`` decides what happens
 to them.  It never writes outside its folder: file names are generated ids and
@@ -98,9 +99,11 @@ class FileInbox:
 
     # Entries
 
-    def record(self, entry: InboxEntry) -> None:
-        """Store an entry durably (also to replace it after an attempt)."""
-        atomic_write(self._path(self.inbox_dir, entry.id), _encode(entry))
+    def record(self, entry: InboxEntry, durable: bool = True) -> None:
+        """Store an entry (also to replace it after an attempt); fsynced unless
+        not ``durable``, when only a crash of the process cannot lose it."""
+        path = self._path(self.inbox_dir, entry.id)
+        atomic_write(path, _encode(entry), durable)
 
     def load(self, entry_id: str) -> InboxEntry | None:
         return _load(self._path(self.inbox_dir, entry_id))

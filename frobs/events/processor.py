@@ -1,8 +1,12 @@
 """``EventProcessor``: accept an event durably, deliver it, retry, dead-letter.
 
 ``accept`` is what the ingress calls: a delivery already done (by delivery id)
-is skipped; otherwise the event is written to the inbox (fsynced) and delivered
-at once, in the request.  Whatever the subscribers do, the event is safe: a
+is skipped; otherwise the event is written to the inbox and delivered at once,
+in the request.  Whatever the subscribers do, the event is safe: the entry is
+on disk before delivery starts, so a crash of the process cannot lose it, and
+it is fsynced before the answer whenever it stays in the inbox (a subscriber
+failed), so a power loss cannot either; an event every subscriber took needs
+no fsync of its own, since what the subscribers stored is durable.  A
 subscriber that fails is retried later by ``retry_due`` (a background thread in
 every worker calls it), with exponential backoff and jitter, without running
 again the subscribers that already succeeded.  A subscriber that fails
@@ -80,7 +84,7 @@ class EventProcessor:
             return False
 
         entry = InboxEntry.accepted(params, key, given)
-        self.inbox.record(entry)
+        self.inbox.record(entry, durable=False)  # fsynced below if it stays
         self.deliver(entry.id, blocking=True)
         return True
 
