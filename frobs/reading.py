@@ -6,8 +6,9 @@ in ``backend.reading.allow``, a redirect leaving it, a ``file:`` path outside it
 folder) or ``ReadFailed`` (anything else: timeouts, other statuses, bodies over
 the size cap).
 
-HTTP reads use ``requests`` with connect and read timeouts, follow at most five
-redirects and only to allowed hosts, and stop reading once a body passes the cap.
+HTTP reads use ``urllib3``'s thread-safe connection pool, with connect and read
+timeouts, follow at most five redirects and only to allowed hosts, and stop
+reading once a body passes the cap.
 ``file:`` URLs are resolved against the folder of the config file that named them
 and may not leave it, symlinks included.  Readers keep no per-request state and
 may be shared by every thread of a worker.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
+import urllib3
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,13 @@ class HttpUrlReader(UrlReader):
     ) -> None:
         self.allow = allow
         self.max_bytes = max_bytes
-        self.session = requests.Session()
+        # Thread-safe, keeps connections alive; no retries of its own (the
+        # event inbox retries), redirects followed here, host by host.
+        self.pool = urllib3.PoolManager(
+            maxsize=8,
+            retries=False,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+        )
 
     def read(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
@@ -108,42 +115,45 @@ class HttpUrlReader(UrlReader):
                     "backend.reading.allow"
                 )
             try:
-                response = self.session.get(
-                    url,
-                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                    allow_redirects=False,
-                    stream=True,
+                response = self.pool.request(
+                    "GET", url, redirect=False, preload_content=False
                 )
-            except requests.RequestException as exc:
+            except (urllib3.exceptions.HTTPError, ValueError) as exc:
                 raise ReadFailed(
                     f"could not reach {_host_of(url)}: {type(exc).__name__}"
                 ) from exc
-
-            with response:
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
+            try:
+                location = response.headers.get("location")
+                if response.status in _REDIRECTS and location:
+                    url = urljoin(url, location)
                     continue
-                if response.status_code in (404, 410):
-                    raise SourceNotFound(f"{url} answered {response.status_code}")
-                if response.status_code != 200:
-                    raise ReadFailed(f"{url} answered {response.status_code}")
+                if response.status in (404, 410):
+                    raise SourceNotFound(f"{url} answered {response.status}")
+                if response.status != 200:
+                    raise ReadFailed(f"{url} answered {response.status}")
                 return self._body(response, url)
+            finally:
+                response.drain_conn()
+                response.release_conn()
         raise ReadFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
 
-    def _body(self, response: requests.Response, url: str) -> bytes:
+    def _body(self, response: urllib3.BaseHTTPResponse, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
         if re.fullmatch(r"[0-9]{1,18}", declared) and int(declared) > self.max_bytes:
             raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(64 * 1024):
+            for chunk in response.stream(64 * 1024):
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise ReadFailed(f"{url} is larger than {self.max_bytes} bytes")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise ReadFailed(f"reading {url} failed: {type(exc).__name__}") from exc
         return b"".join(chunks)
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class FileUrlReader(UrlReader):

@@ -1,9 +1,12 @@
 """``SearchIndex``: which entities have which search row, kept in step cheaply.
 
-For every search row (see ``search``), the index holds the refs of the served
-entities that have it: ``postings[key][value]`` is one ref, or a set of them
-when several share it (one ref alone costs no set).  A filter is answered with
-set operations on those postings instead of a scan of every entity.
+For each search key a filter has used (see ``search``), the index holds the
+refs of the served entities with each value: ``postings[key][value]`` is one
+ref, or a set of them when several share it (one ref alone costs no set).  A
+filter is answered with set operations on those postings instead of a scan of
+every entity.  A key is indexed the first time a filter names it, by one pass
+over the catalog; only the keys filters use cost memory, and a change costs
+one parse of the changed entity, whatever the number of keys.
 
 ``sync(snapshot)`` brings the index to a snapshot: it asks the store which refs
 changed since the version it last saw and re-indexes only those, or rebuilds
@@ -33,6 +36,7 @@ class SearchIndex:
         self._lock = threading.Lock()
         self._version = -1
         self._postings: Postings = {}
+        self._wanted = Wanted(())
         self._indexed: dict[str, tuple[StoredEntity, frozenset]] = {}
 
     def sync(self, snapshot: CatalogSnapshot) -> None:
@@ -46,6 +50,9 @@ class SearchIndex:
         """Refs whose entity matches one of ``alternatives`` (at least one given)."""
         with self._lock:
             self._sync(snapshot)
+            keys = {key for alternative in alternatives for key in alternative}
+            if not keys <= self._wanted.keys:
+                self._index_keys(keys - self._wanted.keys, snapshot)
             found: set[str] = set()
             for alternative in alternatives:
                 found |= self._matching_all(alternative)
@@ -82,15 +89,19 @@ class SearchIndex:
     def _sync(self, snapshot: CatalogSnapshot) -> None:
         if snapshot.version == self._version:
             return
-        changed = (
-            self.store.changes_since(self._version) if self._version >= 0 else None
-        )
+        changed = None
+        if self._version >= 0:
+            changed = self.store.changes_since(self._version)
+        if not self._wanted.keys:
+            self._version = snapshot.version  # nothing to keep in step
+            return
         if changed is None:
-            self._postings, self._indexed = {}, {}
-            changed_refs: Iterable[str] = [r.ref for r in snapshot.records()]
-        else:
-            changed_refs = changed
-        for ref in changed_refs:
+            keys = self._wanted.keys
+            self._postings, self._wanted, self._indexed = {}, Wanted(()), {}
+            self._index_keys(keys, snapshot)
+            return
+        wanted = self._wanted
+        for ref in changed:
             held = self._indexed.pop(ref, None)
             record = snapshot.get(ref)
             incoming = snapshot.incoming.get(ref, frozenset())
@@ -98,15 +109,30 @@ class SearchIndex:
                 # Only relations other entities give it changed: no parsing.
                 # (A relation it also has of its own stays.)
                 own = set(record.relations)
-                self._remove(ref, _relation_pairs(held[1] - incoming - own))
-                self._add(ref, _relation_pairs(incoming - held[1]))
+                gone = _relation_pairs(held[1] - incoming - own, wanted)
+                self._remove(ref, gone)
+                self._add(ref, _relation_pairs(incoming - held[1], wanted))
             else:
                 if held is not None:
-                    self._remove(ref, _pairs(*held))
+                    self._remove(ref, _pairs(*held, wanted))
                 if record is not None:
-                    self._add(ref, _pairs(record, incoming))
+                    self._add(ref, _pairs(record, incoming, wanted))
             if record is not None:
                 self._indexed[ref] = (record, incoming)
+        self._version = snapshot.version
+
+    def _index_keys(self, keys: Iterable[str], snapshot: CatalogSnapshot) -> None:
+        """Start indexing ``keys``: one pass over ``snapshot``, the index's own."""
+        new = Wanted(keys)
+        for key in new.keys:
+            self._postings.setdefault(key, {})
+        indexed = {}
+        for record in snapshot.records():
+            incoming = snapshot.incoming.get(record.ref, frozenset())
+            self._add(record.ref, _pairs(record, incoming, new))
+            indexed[record.ref] = (record, incoming)
+        self._indexed = indexed
+        self._wanted = Wanted(self._wanted.keys | new.keys)
         self._version = snapshot.version
 
     def _add(self, ref: str, pairs: list[tuple[str, str | None]]) -> None:
@@ -141,13 +167,32 @@ class SearchIndex:
                     by_value[value] = next(iter(held))
 
 
-def _pairs(record: StoredEntity, incoming: frozenset) -> list[tuple[str, str | None]]:
-    """The search rows of a record as served: its own, and its inverse relations."""
-    return search_pairs(record.entity) + _relation_pairs(incoming)
+class Wanted:
+    """The search keys to index, and every dotted prefix of them (the paths a
+    walk of an entity must enter to reach them)."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = frozenset(keys)
+        self.prefixes = frozenset(
+            key[:end]
+            for key in self.keys
+            for end in [i for i, c in enumerate(key) if c == "."] + [len(key)]
+        )
 
 
-def _relation_pairs(incoming: frozenset) -> list[tuple[str, str | None]]:
-    return [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
+def _pairs(
+    record: StoredEntity, incoming: frozenset, wanted: Wanted
+) -> list[tuple[str, str | None]]:
+    """The wanted search rows of a record as served: its own, and its inverse
+    relations."""
+    return search_pairs(record.entity, wanted) + _relation_pairs(incoming, wanted)
+
+
+def _relation_pairs(
+    incoming: Iterable[tuple[str, str]], wanted: Wanted
+) -> list[tuple[str, str | None]]:
+    pairs = [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
+    return [pair for pair in pairs if pair[0] in wanted.keys]
 
 
 def _as_set(held: "str | set[str] | None") -> set[str]:

@@ -34,10 +34,21 @@ def search_rows(entity: dict) -> Rows:
     return rows
 
 
-def search_pairs(entity: dict) -> list[tuple[str, str | None]]:
-    """The search rows of ``entity`` as ``(key, value)`` pairs, maybe repeated."""
+def search_pairs(entity: dict, only: Any = None) -> list[tuple[str, str | None]]:
+    """The search rows of ``entity`` as ``(key, value)`` pairs, maybe repeated.
+
+    With ``only`` (an object with ``keys`` and their dotted ``prefixes``, as the
+    index's ``Wanted``), only the rows of those keys, and only the parts of the
+    entity that can hold them are walked.
+    """
     pairs: list[tuple[str, str | None]] = []
-    append = pairs.append
+    keys = prefixes = None
+    if only is not None:
+        keys, prefixes = only.keys, only.prefixes
+
+    def append(pair: tuple[str, str | None]) -> None:
+        if keys is None or pair[0] in keys:
+            pairs.append(pair)
 
     def scalar(value: Any) -> str | None:
         text = value.lower() if value.__class__ is str else _text(value)
@@ -50,6 +61,8 @@ def search_pairs(entity: dict) -> list[tuple[str, str | None]]:
             path = prefix + key.lower()
             if len(path) > MAX_VALUE_LENGTH:
                 continue  # and so is every key below it
+            if prefixes is not None and path not in prefixes:
+                continue
             kind = child.__class__
             if kind is dict:
                 walk_dict(path + ".", child)
