@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
@@ -484,3 +485,21 @@ def test_an_unchanged_entity_keeps_the_provenance_of_its_last_write(store):
         store.snapshot().get("component:default/x").entity["metadata"]["provenance"]
     )
     assert provenance["deliveryId"] == "first" and "task" not in provenance
+
+
+def test_what_a_provider_emits_is_never_changed(store):
+    emitted = component("one")
+    emitted["metadata"]["etag"] = "mine"
+    emitted["spec"]["dependsOn"] = ["component:b", "component:a"]
+    emitted["metadata"]["tags"] = ["x"]
+    before = copy.deepcopy(emitted)
+    for mutation in (
+        FullMutation([D(emitted, "ka")]),
+        FullMutation([D(emitted, "ka")]),
+        DeltaMutation(added=[D(emitted, "ka")]),
+    ):
+        result = apply_mutation(store, "a", mutation)
+        assert emitted == before
+        assert not result.of(Outcome.INVALID), result
+    stored = store.snapshot().get("component:default/one").entity
+    assert stored["spec"]["dependsOn"] == ["component:a", "component:b"]

@@ -212,31 +212,34 @@ class FileStore(CatalogStore):
         self._publish(incoming, None)
 
     def _read_segment(self) -> None:
-        """Install the whole commits added to the current segment since last read."""
+        """Install the whole commits added to the current segment since last read.
+
+        Read a line at a time, so that a large commit (a full sync's) is never
+        in memory as text; the changes of a commit whose commit line is not
+        there yet (being written, or cut short by a crash) are left for later.
+        """
         path = self.log_dir / f"{self._segment}.jsonl"
+        changes: list[tuple[str, StoredEntity | None]] = []
         with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size <= self._offset:
+            if os.fstat(handle.fileno()).st_size <= self._offset:
                 return
             handle.seek(self._offset)
-            data = handle.read(size - self._offset)
-        # A commit ends with its commit line; what follows the last one is being
-        # written, or was cut short by a crash.
-        last = data.rfind(_COMMIT_LINE)
-        end = data.find(b"\n", last) + 1 if last >= 0 else 0
-        if end == 0:
-            return
-        changes: list[tuple[str, StoredEntity | None]] = []
-        start = 0
-        while start < end:  # a line at a time: a full sync's commit is large
-            newline = data.index(b"\n", start)
-            change = _decode_line(data[start:newline], path)
-            if change is not None:
-                changes.append(change)
-            start = newline + 1
-        del data
-        self._offset += end
-        self._install(changes)
+            pending: list[tuple[str, StoredEntity | None]] = []
+            position = committed = self._offset
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break
+                position += len(line)
+                if line.startswith(_COMMIT_LINE):
+                    changes += pending
+                    pending, committed = [], position
+                    continue
+                change = _decode_line(line, path)
+                if change is not None:
+                    pending.append(change)
+        if committed > self._offset:
+            self._offset = committed
+            self._install(changes)
 
     def _install(self, changes: list[tuple[str, StoredEntity | None]]) -> None:
         """Make the next snapshot; readers keep whatever snapshot they hold."""
@@ -330,27 +333,32 @@ class FileStore(CatalogStore):
 
     def _commit(self, transaction: "_FileTransaction") -> int:
         """Append the commit; return the segment's descriptor, still to fsync."""
-        lines = [
-            _delete_line(ref) if record is None else _put_line(record)
-            for ref, record in transaction.staged.items()
-        ]
-        lines.append(_COMMIT_LINE + f"{len(lines)}}}\n".encode())
-        line = b"".join(lines)
+        staged = list(transaction.staged.items())
         path = self.log_dir / f"{self._segment}.jsonl"
         before = self._offset
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            written = 0
-            while written < len(line):
-                written += os.write(descriptor, line[written:])
+            size = 0
+            # Encoded and written a thousand changes (a megabyte or so) at a time.
+            for start in range(0, len(staged) + 1, 1024):
+                lines = [
+                    _delete_line(ref) if record is None else _put_line(record)
+                    for ref, record in staged[start : start + 1024]
+                ]
+                if start + 1024 > len(staged):
+                    lines.append(_COMMIT_LINE + f"{len(staged)}}}\n".encode())
+                data = b"".join(lines)
+                size += len(data)
+                while data:
+                    data = data[os.write(descriptor, data) :]
         except BaseException:
             os.close(descriptor)
             raise
         with self._cache_lock:
             # A reader thread of this process may have installed it already.
             if self._offset == before:
-                self._offset += len(line)
-                self._install(list(transaction.staged.items()))
+                self._offset += size
+                self._install(staged)
         if self._offset > max(self.compact_min_bytes, self._base_bytes // 2):
             self._compact()
         return descriptor

@@ -37,12 +37,20 @@ class SearchIndex:
         self._version = -1
         self._postings: Postings = {}
         self._wanted = Wanted(())
+        self._requested: set[str] = set()
         self._indexed: dict[str, tuple[StoredEntity, frozenset]] = {}
 
+    def want(self, keys: Iterable[str]) -> None:
+        """Index ``keys`` at the next ``sync``, before any filter names them."""
+        with self._lock:
+            self._requested |= {key.lower() for key in keys}
+
     def sync(self, snapshot: CatalogSnapshot) -> None:
-        """Bring the index up to ``snapshot``."""
+        """Bring the index up to ``snapshot``, with every key wanted."""
         with self._lock:
             self._sync(snapshot)
+            if not self._requested <= self._wanted.keys:
+                self._index_keys(self._requested - self._wanted.keys, snapshot)
 
     def matching(
         self, alternatives: list[Alternative], snapshot: CatalogSnapshot

@@ -34,6 +34,11 @@ class EntityProviderConnection:
     def apply_mutation(self, mutation: Mutation) -> MutationResult:
         return apply_mutation(self.store, self.provider_name, mutation)
 
+    def will_filter_on(self, *keys: str) -> None:
+        """Have the search index build these keys in the background now, so the
+        first ``held_entities`` filtering on them does not wait for it."""
+        self.query.index.want(keys)
+
     def held_entities(self, where: str | None = None) -> list[StoredEntity]:
         """The entities this provider holds, as stored now; with ``where``, a
         Backstage filter such as ``metadata.annotations.x=y``, only those matching

@@ -25,21 +25,19 @@ logger = logging.getLogger(__name__)
 
 
 class Found:
-    """One entity found: its ref and record, and the served entity when asked."""
+    """One entity found: its ref and record; ``entity`` makes the served entity
+    at each access, so a long list of them holds no parsed entity."""
 
-    __slots__ = ("ref", "record", "_snapshot", "_entity")
+    __slots__ = ("ref", "record", "_snapshot")
 
     def __init__(self, record: StoredEntity, snapshot: CatalogSnapshot) -> None:
         self.ref = record.ref
         self.record = record
         self._snapshot = snapshot
-        self._entity: dict | None = None
 
     @property
     def entity(self) -> dict:
-        if self._entity is None:
-            self._entity = self._snapshot.entity(self.record)
-        return self._entity
+        return self._snapshot.entity(self.record)
 
 
 class CatalogQuery:

@@ -53,6 +53,9 @@ from .router import TOPIC, is_frob_id
 
 logger = logging.getLogger(__name__)
 
+#: The search key an event's frob is found by.
+_HELD_BY_FROB = f"metadata.annotations.{ID_ANNOTATION}"
+
 DEFAULT_DATA_URL = "https://frobs-{env}.example.com/data"
 DEFAULT_ITEM_URL = "https://frobs-{id}.example.com/data"
 
@@ -96,6 +99,7 @@ class FrobsEntityProvider(EntityProvider):
 
     def connect(self, connection: EntityProviderConnection) -> None:
         self._connection = connection
+        connection.will_filter_on(_HELD_BY_FROB)
 
     @property
     def connection(self) -> EntityProviderConnection:
@@ -202,9 +206,7 @@ class FrobsEntityProvider(EntityProvider):
 
     def _held_by(self, frob_id: str) -> list[StoredEntity]:
         """The entities this provider holds for one frob."""
-        held = self.connection.held_entities(
-            f"metadata.annotations.{ID_ANNOTATION}={frob_id}"
-        )
+        held = self.connection.held_entities(f"{_HELD_BY_FROB}={frob_id}")
         return [record for record in held if frob_of(record.entity) == frob_id]
 
     def _refuses_any(self, batch: FrobBatch) -> bool:
