@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import jsoncodec
 from ..metrics import ENTITIES_WRITTEN, MUTATIONS
 from ..provenance import current_cause
 from .entity_ref import (
@@ -128,10 +128,7 @@ def apply_mutation(
 
 
 def content_hash(entity: Any) -> str:
-    encoded = json.dumps(
-        entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha1(encoded.encode()).hexdigest()
+    return hashlib.sha1(jsoncodec.canonical(entity)).hexdigest()
 
 
 def entity_problems(entity: object) -> list[Problem]:
@@ -211,22 +208,20 @@ def _stored_as_is(
         or record.location_key != item.location_key
     ):
         return None
-    emitted, stored = item.entity, record.entity
+    emitted = item.entity
     metadata = emitted.get("metadata")
     if (
         not isinstance(metadata, dict)
         or not metadata.get("namespace")
         or any(owned in metadata for owned in _CATALOG_OWNED)
-        or emitted.keys() != stored.keys() - {"relations"}
-        or any(emitted[key] != stored[key] for key in emitted if key != "metadata")
     ):
-        return None
-    kept = stored["metadata"]
-    if len(kept) != len(metadata) + len(_CATALOG_OWNED) or any(
-        kept.get(key, _CATALOG_OWNED) != value for key, value in metadata.items()
-    ):
-        return None
-    return record
+        return None  # not as the catalog stores it: normalize and compare
+    try:
+        digest = content_hash(emitted)
+    except (TypeError, ValueError):
+        return None  # not JSON: validation says what is wrong
+    # The stored hash is of the normalized entity: equal, it is the same entity.
+    return record if digest == record.hash else None
 
 
 def _best_ref(entity: object) -> str | None:
@@ -281,7 +276,9 @@ def _upsert(
     transaction: StoreTransaction, source: str, candidate: _Candidate
 ) -> EntityResult:
     result = _upserted(transaction, source, candidate)
-    return dataclasses.replace(result, item=candidate.item)
+    return EntityResult(
+        result.ref, result.outcome, result.message, result.held_by, candidate.item
+    )
 
 
 def _upserted(

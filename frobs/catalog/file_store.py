@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
+from .. import jsoncodec
 from ..durable_files import (
     TMP_MARK,
     ProcessLock,
@@ -530,7 +531,7 @@ def _load(path: Path) -> list[StoredEntity]:
             for line in handle:
                 if line.rstrip() == b"]}":
                     break
-                data = json.loads(line.rstrip().removesuffix(b","))
+                data = jsoncodec.decode(line.rstrip().removesuffix(b","))
                 records.append(StoredEntity.from_json(data))
             else:
                 raise ValueError("it was cut short")
@@ -546,7 +547,7 @@ _COMMIT_LINE = b'{"commit": '
 
 
 def _put_line(record: StoredEntity) -> bytes:
-    return f'{{"put": {record.as_json_text()}}}\n'.encode()
+    return b'{"put":' + record.as_json_bytes() + b"}\n"
 
 
 def _delete_line(ref: str) -> bytes:
@@ -556,7 +557,7 @@ def _delete_line(ref: str) -> bytes:
 def _decode_line(line: bytes, path: Path) -> tuple[str, StoredEntity | None] | None:
     """A put or delete line's change; None for a header or commit line."""
     try:
-        document = json.loads(line)
+        document = jsoncodec.decode(line)
         if "put" in document:
             record = StoredEntity.from_json(document["put"])
             return record.ref, record
@@ -576,6 +577,6 @@ def _encode(records: list[StoredEntity]) -> bytes:
     """One entity per line, so a person can read and grep the file, and the
     store can read it back a line at a time."""
     records = sorted(records, key=lambda r: r.ref)
-    lines = ",\n".join(r.as_json_text() for r in records)
-    head = json.dumps(records[0].location_key, ensure_ascii=False)
-    return f'{{"locationKey": {head}, "entities": [\n{lines}\n]}}\n'.encode()
+    lines = b",\n".join(r.as_json_bytes() for r in records)
+    head = jsoncodec.encode(records[0].location_key)
+    return b'{"locationKey": ' + head + b', "entities": [\n' + lines + b"\n]}\n"

@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Iterable, Iterator, Mapping
 
+from .. import jsoncodec
 from ..errors import ServiceUnavailableError
 from .layered import LayeredMap
 from .relations import sort_relations
@@ -38,7 +39,7 @@ class StoreCorrupted(ServiceUnavailableError):
 class StoredEntity:
     """One catalog entity as stored: the served entity plus its bookkeeping.
 
-    The entity is kept as compact JSON text, a fraction of the memory its dicts
+    The entity is kept as compact JSON bytes, a fraction of the memory its dicts
     would take in a catalog of tens of thousands; ``entity`` parses it at each
     access, so every caller gets its own copy and none can change the store's.
     Its kind, uid and forward relations are kept parsed, for the indexes.
@@ -46,7 +47,7 @@ class StoredEntity:
 
     __slots__ = (
         "ref",
-        "text",
+        "data",
         "location_key",
         "source",
         "hash",
@@ -64,7 +65,7 @@ class StoredEntity:
         hash: str,
     ) -> None:
         self.ref = ref
-        self.text = json.dumps(entity, separators=(",", ":"))
+        self.data = jsoncodec.encode(entity)
         self.location_key = None if location_key is None else sys.intern(location_key)
         self.source = sys.intern(source)
         self.hash = hash
@@ -76,7 +77,7 @@ class StoredEntity:
 
     @property
     def entity(self) -> dict:
-        return json.loads(self.text)
+        return jsoncodec.decode(self.data)
 
     def __repr__(self) -> str:
         return f"StoredEntity({self.ref!r}, source={self.source!r})"
@@ -90,18 +91,17 @@ class StoredEntity:
             "entity": self.entity,
         }
 
-    def as_json_text(self) -> str:
+    def as_json_bytes(self) -> bytes:
         """``as_json()`` encoded, without parsing the entity."""
-        head = json.dumps(
+        head = jsoncodec.encode(
             {
                 "ref": self.ref,
                 "locationKey": self.location_key,
                 "source": self.source,
                 "hash": self.hash,
-            },
-            ensure_ascii=False,
+            }
         )
-        return f'{head[:-1]}, "entity": {self.text}}}'
+        return head[:-1] + b',"entity":' + self.data + b"}"
 
     @classmethod
     def from_json(cls, data: Mapping) -> "StoredEntity":
