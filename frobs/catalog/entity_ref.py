@@ -63,7 +63,7 @@ def parse_entity_ref(
 
 
 def stringify_entity_ref(kind: str, namespace: str | None, name: str) -> str:
-    return str(EntityRef(kind, namespace or DEFAULT_NAMESPACE, name))
+    return f"{kind}:{namespace or DEFAULT_NAMESPACE}/{name}".lower()
 
 
 def entity_ref_of(entity: Mapping) -> str:

@@ -14,9 +14,9 @@ thousands): the catalog never changes what a provider emits.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from .. import jsoncodec
 from .router import is_frob_id
 
 ID_ANNOTATION = "frobs.example.com/id"
@@ -43,8 +43,8 @@ class FrobError(ValueError):
 def parse_document(raw: bytes, url: str) -> list[Any]:
     """The frobs listed in a Frobs document."""
     try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = jsoncodec.decode(raw)
+    except ValueError as exc:
         raise FrobError(f"{url} is not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("frobs"), list):
         raise FrobError(f'{url} is not a Frobs document: expected {{"frobs": [...]}}')
