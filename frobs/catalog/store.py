@@ -65,7 +65,9 @@ class StoredEntity:
         hash: str,
     ) -> None:
         self.ref = ref
-        self.data = jsoncodec.encode(entity)
+        # Copied to its exact size: orjson's bytes keep the spare room they were
+        # written into, which would double the memory of a large catalog.
+        self.data = bytes(memoryview(jsoncodec.encode(entity)))
         self.location_key = None if location_key is None else sys.intern(location_key)
         self.source = sys.intern(source)
         self.hash = hash
