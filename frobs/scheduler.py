@@ -41,7 +41,7 @@ from .provenance import caused_by
 logger = logging.getLogger(__name__)
 
 LEADER_RETRY_SECONDS = 5.0
-TICK_SECONDS = 0.5
+TICK_SECONDS = 0.2
 
 
 @dataclass(frozen=True)

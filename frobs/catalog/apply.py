@@ -211,9 +211,9 @@ def _stored_as_is(
     emitted = item.entity
     metadata = emitted.get("metadata")
     if (
-        not isinstance(metadata, dict)
+        metadata.__class__ is not dict
         or not metadata.get("namespace")
-        or any(owned in metadata for owned in _CATALOG_OWNED)
+        or not metadata.keys().isdisjoint(_CATALOG_OWNED)
     ):
         return None  # not as the catalog stores it: normalize and compare
     try:
