@@ -49,10 +49,11 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import quote
 
 from .. import jsoncodec
+from ..bulk import collection_paused
 from ..durable_files import (
     TMP_MARK,
     ProcessLock,
@@ -197,6 +198,10 @@ class FileStore(CatalogStore):
 
     def _reload(self, segment: str, header: dict, lines_at: int) -> None:
         """Read every key file again: this reader missed part of a removed segment."""
+        with collection_paused():
+            self._read_key_files(segment, lines_at)
+
+    def _read_key_files(self, segment: str, lines_at: int) -> None:
         by_ref: dict[str, StoredEntity] = {}
         total = 0
         for base, generation in self._latest_generations().items():
@@ -220,24 +225,28 @@ class FileStore(CatalogStore):
         there yet (being written, or cut short by a crash) are left for later.
         """
         path = self.log_dir / f"{self._segment}.jsonl"
-        changes: list[tuple[str, StoredEntity | None]] = []
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size <= self._offset:
-                return
+                return  # what nearly every request finds: nothing new
             handle.seek(self._offset)
-            pending: list[tuple[str, StoredEntity | None]] = []
-            position = committed = self._offset
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    break
-                position += len(line)
-                if line.startswith(_COMMIT_LINE):
-                    changes += pending
-                    pending, committed = [], position
-                    continue
-                change = _decode_line(line, path)
-                if change is not None:
-                    pending.append(change)
+            with collection_paused():
+                self._read_commits(handle, path)
+
+    def _read_commits(self, handle: BinaryIO, path: Path) -> None:
+        changes: list[tuple[str, StoredEntity | None]] = []
+        pending: list[tuple[str, StoredEntity | None]] = []
+        position = committed = self._offset
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            position += len(line)
+            if line.startswith(_COMMIT_LINE):
+                changes += pending
+                pending, committed = [], position
+                continue
+            change = _decode_line(line, path)
+            if change is not None:
+                pending.append(change)
         if committed > self._offset:
             self._offset = committed
             self._install(changes)

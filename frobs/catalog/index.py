@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
+from ..bulk import collection_paused
 from .search import Alternative, search_pairs
 from .store import CatalogSnapshot, CatalogStore, StoredEntity
 
@@ -131,7 +132,10 @@ class SearchIndex:
 
     def _index_keys(self, keys: Iterable[str], snapshot: CatalogSnapshot) -> None:
         """Start indexing ``keys``: one pass over ``snapshot``, the index's own."""
-        new = Wanted(keys)
+        with collection_paused():
+            self._index_all(Wanted(keys), snapshot)
+
+    def _index_all(self, new: "Wanted", snapshot: CatalogSnapshot) -> None:
         for key in new.keys:
             self._postings.setdefault(key, {})
         indexed = {}

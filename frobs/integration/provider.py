@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..bulk import collection_paused
 from ..catalog.apply import entity_problems
 from ..catalog.entity_ref import entity_ref_of
 from ..catalog.mutation import (
@@ -222,6 +223,10 @@ class FrobsEntityProvider(EntityProvider):
     # Full sync
 
     def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
+        with collection_paused():
+            return self._full_sync(cancelled)
+
+    def _full_sync(self, cancelled: threading.Event) -> MutationResult | None:
         url = self.settings.data()
         read_at = time.time_ns()
         batch = self._batch(parse_document(self._read(url), url))
