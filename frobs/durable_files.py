@@ -22,19 +22,25 @@ import threading
 import uuid
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 TMP_MARK = ".tmp-"
 
 
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` whole.  Without ``durable`` nothing is
-    fsynced: the file is still whole after a crash of the process (the kernel
+def atomic_write(
+    path: Path, data: bytes | Iterable[bytes], durable: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` whole: bytes, or chunks written in turn
+    (so a large file never has to be held whole).  Without ``durable`` nothing
+    is fsynced: the file is still whole after a crash of the process (the kernel
     keeps what was written), but may be lost or old after a power loss."""
     temporary = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex}")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -112,8 +112,23 @@ def test_a_frob_that_breaks_the_contract_names_the_rule(frob, rule):
 )
 def test_a_document_that_is_not_a_frobs_document_is_refused(raw):
     with pytest.raises(FrobError):
-        parse_document(raw, "file:x.json")
+        list(parse_document(raw, "file:x.json"))
 
 
 def test_a_document_lists_its_frobs():
-    assert parse_document(b'{"frobs": [{"id": "a"}]}', "u") == [{"id": "a"}]
+    assert list(parse_document(b'{"frobs": [{"id": "a"}]}', "u")) == [{"id": "a"}]
+
+
+def test_a_document_cut_short_is_refused_after_the_frobs_read_before_the_cut():
+    frobs = parse_document(b'{"frobs": [{"id": "a"}, {"id": "b"}, {"id"', "u")
+    assert next(frobs) == {"id": "a"}
+    with pytest.raises(FrobError, match="is not JSON"):
+        list(frobs)
+
+
+def test_what_only_the_standard_parser_reads_is_still_read_in_order():
+    raw = b'{"frobs": [{"id": "a"}, {"id": "b", "n": 123456789012345678901234567890}]}'
+    assert list(parse_document(raw, "u")) == [
+        {"id": "a"},
+        {"id": "b", "n": 123456789012345678901234567890},
+    ]

@@ -301,7 +301,9 @@ def test_invalid_result_names_the_field_and_rule(store):
 def test_a_failed_transaction_writes_nothing(store):
     with pytest.raises(RuntimeError):
         with store.transaction() as transaction:
-            candidate = _Candidate("component:default/x", component("x"), "k", [])
+            candidate = _Candidate.checked(
+                "component:default/x", component("x"), [], "k"
+            )
             transaction.put(_stored(candidate, "a", "u"))
             raise RuntimeError("boom")
     assert len(store.snapshot()) == 0

@@ -31,9 +31,9 @@ mutations from other threads or workers never interleave with it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,6 +51,7 @@ from .entity_ref import (
 from .mutation import (
     DeferredEntity,
     DeltaMutation,
+    EncodedEntities,
     EntityRefRemoval,
     EntityResult,
     FullMutation,
@@ -75,13 +76,31 @@ _CATALOG_OWNED = ("uid", "etag", "provenance")
 
 @dataclass(frozen=True)
 class _Candidate:
+    """An entity that passed validation, kept small until it is written: a full
+    sync holds tens of thousands of them at once."""
+
     ref: str
-    entity: dict
+    data: bytes | None  # the normalized entity as JSON; None when ``stored``
+    content: str  # its content hash
     location_key: str | None
-    relations: list[dict]
+    relations: tuple[tuple[str, str], ...]
     item: int | None = None
     # Set when the entity is exactly what this record stores: not validated.
     stored: StoredEntity | None = None
+
+    @classmethod
+    def checked(cls, ref, entity, relations, location_key, item=None):
+        """Of an entity as ``_checked`` gives it."""
+        return cls(
+            ref,
+            jsoncodec.encode_kept(entity),
+            content_hash(entity),
+            location_key,
+            tuple(
+                (sys.intern(r["type"]), sys.intern(r["targetRef"])) for r in relations
+            ),
+            item,
+        )
 
 
 def apply_mutation(
@@ -114,8 +133,10 @@ def apply_mutation(
             candidates = [c for c in candidates if c.ref not in frozen]
             named = named | frozen
         gone = _missing(transaction, source, mutation, named) if full else []
-        for candidate in candidates:
-            result.results.append(_upsert(transaction, source, candidate))
+        # Taken from the end, in order, so each is dropped once it is written.
+        candidates.reverse()
+        while candidates:
+            result.results.append(_upsert(transaction, source, candidates.pop()))
         if full:
             for ref in gone:
                 transaction.delete(ref)
@@ -192,9 +213,14 @@ def _prepare(
             )
             continue
         accepted.add(ref)
-        candidates.append(
-            _Candidate(ref, entity, item.location_key, relations, index, stored)
-        )
+        if stored is not None:
+            candidates.append(
+                _Candidate(ref, None, stored.hash, item.location_key, (), index, stored)
+            )
+        else:
+            candidates.append(
+                _Candidate.checked(ref, entity, relations, item.location_key, index)
+            )
     return candidates, named
 
 
@@ -252,12 +278,19 @@ def _normalized(entity: dict) -> dict:
     return entity
 
 
-def _stored(
-    candidate: _Candidate, source: str, uid: str, content: str | None = None
-) -> StoredEntity:
-    # The candidate is the catalog's own copy: share all but what changes here.
-    metadata = dict(candidate.entity["metadata"])
-    served = {**candidate.entity, "metadata": metadata}
+def _as_emitted(record: StoredEntity) -> dict:
+    """The entity a provider emitted to have ``record`` stored, as normalized."""
+    entity = record.entity
+    del entity["relations"]
+    for key in _CATALOG_OWNED:
+        entity["metadata"].pop(key, None)
+    return entity
+
+
+def _stored(candidate: _Candidate, source: str, uid: str) -> StoredEntity:
+    assert candidate.data is not None
+    served = jsoncodec.decode(candidate.data)
+    metadata = served["metadata"]
     metadata["uid"] = uid
     metadata["provenance"] = {
         "provider": source,
@@ -265,8 +298,10 @@ def _stored(
         "writtenAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         **current_cause(),
     }
-    served["relations"] = candidate.relations
-    content = content or content_hash(candidate.entity)
+    served["relations"] = [
+        {"type": kind, "targetRef": target} for kind, target in candidate.relations
+    ]
+    content = candidate.content
     # The etag changes with the content (relations come from it) and each write.
     metadata["etag"] = content_hash([content, uid, metadata["provenance"]])
     return StoredEntity(candidate.ref, served, candidate.location_key, source, content)
@@ -290,27 +325,26 @@ def _upserted(
         if current is candidate.stored:
             return EntityResult(ref, Outcome.UNCHANGED)
         # Changed since it was compared: check it as any other entity.
-        entity, relations, problems = _checked(candidate.entity)
+        entity, relations, problems = _checked(_as_emitted(candidate.stored))
         if problems or entity is None:
             return EntityResult(
                 ref, Outcome.INVALID, f"{ref}: " + "; ".join(map(str, problems))
             )
-        candidate = dataclasses.replace(
-            candidate, entity=entity, relations=relations, stored=None
+        candidate = _Candidate.checked(
+            ref, entity, relations, location_key, candidate.item
         )
     if current is None:
         transaction.put(_stored(candidate, source, str(uuid.uuid4())))
         return EntityResult(ref, Outcome.ADDED)
 
     if current.location_key is None or current.location_key == location_key:
-        content = content_hash(candidate.entity)
         if (
-            current.hash == content
+            current.hash == candidate.content
             and current.location_key == location_key
             and current.source == source
         ):
             return EntityResult(ref, Outcome.UNCHANGED)
-        transaction.put(_stored(candidate, source, current.uid, content))
+        transaction.put(_stored(candidate, source, current.uid))
         return EntityResult(ref, Outcome.UPDATED)
 
     if current.source == source:
@@ -430,15 +464,14 @@ def _log(source: str, mutation: Mutation, result: MutationResult) -> None:
     for outcome, count in counts.items():
         ENTITIES_WRITTEN.labels(provider=source, outcome=outcome).inc(count)
     cause = current_cause()
-    items = (
-        mutation.entities
-        if isinstance(mutation, FullMutation)
-        else [
-            *mutation.added,
-            *mutation.removed,
-        ]
-    )
-    keys = sorted({str(item.location_key) for item in items}) or ["-"]
+    if isinstance(mutation, FullMutation):
+        items = mutation.entities
+    else:
+        items = [*mutation.added, *mutation.removed]
+    if isinstance(items, EncodedEntities):  # one key: no need to parse them all
+        keys = [str(items.location_key)] if items else ["-"]
+    else:
+        keys = sorted({str(item.location_key) for item in items}) or ["-"]
     logger.info(
         "Applied %s mutation from %s, location key %s (%s): %s",
         kind,

@@ -582,10 +582,13 @@ def _decode_line(line: bytes, path: Path) -> tuple[str, StoredEntity | None] | N
         ) from None
 
 
-def _encode(records: list[StoredEntity]) -> bytes:
+def _encode(records: list[StoredEntity]) -> Iterator[bytes]:
     """One entity per line, so a person can read and grep the file, and the
-    store can read it back a line at a time."""
+    store can read it back a line at a time; given a line at a time, so that a
+    key of tens of thousands of entities is never held encoded whole."""
     records = sorted(records, key=lambda r: r.ref)
-    lines = b",\n".join(r.as_json_bytes() for r in records)
     head = jsoncodec.encode(records[0].location_key)
-    return b'{"locationKey": ' + head + b', "entities": [\n' + lines + b"\n]}\n"
+    yield b'{"locationKey": ' + head + b', "entities": [\n'
+    for number, record in enumerate(records):
+        yield (b",\n" if number else b"") + record.as_json_bytes()
+    yield b"\n]}\n"

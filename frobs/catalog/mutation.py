@@ -3,7 +3,8 @@
 The shapes are Backstage's: a ``FullMutation`` carries every entity the provider
 has now; a ``DeltaMutation`` carries ``added`` entities and ``removed`` ones, each
 either a ``DeferredEntity`` or an ``EntityRefRemoval``.  Every item carries its
-location key.
+location key.  ``EncodedEntities`` is a list of entities kept as JSON, for
+mutations of tens of thousands.
 
 ``apply_mutation`` answers with a ``MutationResult``: one ``EntityResult`` per
 entity named, with one of the outcomes in ``Outcome``.  These are plain records:
@@ -15,8 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, overload
 
+from .. import jsoncodec
 from ..errors import RefusedError
 
 if TYPE_CHECKING:
@@ -33,6 +35,37 @@ class DeferredEntity:
     location_key: str | None = None
 
 
+class EncodedEntities(Sequence[DeferredEntity]):
+    """Entities kept as compact JSON until they are applied, all with one
+    location key: a full mutation of tens of thousands holds a fraction of the
+    memory their dicts would.  Each item read is parsed anew, so it is the
+    reader's own."""
+
+    def __init__(self, location_key: str | None, data: list[bytes] | None = None):
+        self.location_key = location_key
+        self._data: list[bytes] = [] if data is None else data
+
+    def append(self, entity: dict) -> None:
+        self._data.append(jsoncodec.encode_kept(entity))
+
+    def only(self, indexes: Iterable[int]) -> "EncodedEntities":
+        """The items at ``indexes``, in that order."""
+        return EncodedEntities(self.location_key, [self._data[i] for i in indexes])
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, index: int) -> DeferredEntity: ...
+    @overload
+    def __getitem__(self, index: slice) -> "EncodedEntities": ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return EncodedEntities(self.location_key, self._data[index])
+        return DeferredEntity(jsoncodec.decode(self._data[index]), self.location_key)
+
+
 @dataclass(frozen=True)
 class EntityRefRemoval:
     entity_ref: str
@@ -41,7 +74,7 @@ class EntityRefRemoval:
 
 @dataclass(frozen=True)
 class FullMutation:
-    """Everything the provider has now.
+    """Everything the provider has now (a list, or ``EncodedEntities``).
 
     The mass-deletion guard refuses the whole mutation when it would remove more
     than ``max_deletion_ratio`` of the provider's entities (checked above ten
@@ -53,7 +86,7 @@ class FullMutation:
     mutation was read from.
     """
 
-    entities: list[DeferredEntity]
+    entities: Sequence[DeferredEntity]
     max_deletion_ratio: float | None = 0.5
     allow_empty_source: bool = False
     frozen: Callable[[StoreTransaction], set[str]] | None = None
@@ -61,7 +94,7 @@ class FullMutation:
 
 @dataclass(frozen=True)
 class DeltaMutation:
-    added: list[DeferredEntity] = field(default_factory=list)
+    added: Sequence[DeferredEntity] = field(default_factory=list)
     removed: list[DeferredEntity | EntityRefRemoval] = field(default_factory=list)
 
 

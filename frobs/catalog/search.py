@@ -41,22 +41,32 @@ def search_pairs(entity: dict, only: Any = None) -> list[tuple[str, str | None]]
     index's ``Wanted``), only the rows of those keys, and only the parts of the
     entity that can hold them are walked.
     """
-    pairs: list[tuple[str, str | None]] = []
-    keys = prefixes = None
-    if only is not None:
-        keys, prefixes = only.keys, only.prefixes
+    # A walk without closures: they would make reference cycles, which only the
+    # cyclic collector frees, and indexing runs with it paused.
+    walk = _Walk(only)
+    walk.dict("", {k: v for k, v in entity.items() if k not in _NOT_INDEXED})
+    for relation in entity.get("relations") or ():
+        walk.append(
+            (f"relations.{relation['type'].lower()}", relation["targetRef"].lower())
+        )
+    return walk.pairs
 
-    def append(pair: tuple[str, str | None]) -> None:
-        if keys is None or pair[0] in keys:
-            pairs.append(pair)
 
-    def scalar(value: Any) -> str | None:
-        text = value.lower() if value.__class__ is str else _text(value)
-        if text is not None and len(text) > MAX_VALUE_LENGTH:
-            return None
-        return text
+class _Walk:
+    __slots__ = ("keys", "pairs", "prefixes")
 
-    def walk_dict(prefix: str, node: dict) -> None:
+    def __init__(self, only: Any) -> None:
+        self.pairs: list[tuple[str, str | None]] = []
+        self.keys = self.prefixes = None
+        if only is not None:
+            self.keys, self.prefixes = only.keys, only.prefixes
+
+    def append(self, pair: tuple[str, str | None]) -> None:
+        if self.keys is None or pair[0] in self.keys:
+            self.pairs.append(pair)
+
+    def dict(self, prefix: str, node: dict) -> None:
+        prefixes = self.prefixes
         for key, child in node.items():
             path = prefix + key.lower()
             if len(path) > MAX_VALUE_LENGTH:
@@ -65,29 +75,31 @@ def search_pairs(entity: dict, only: Any = None) -> list[tuple[str, str | None]]
                 continue
             kind = child.__class__
             if kind is dict:
-                walk_dict(path + ".", child)
+                self.dict(path + ".", child)
             elif kind is list:
-                walk_list(path, child)
+                self.list(path, child)
             elif path != "metadata.etag":  # as in Backstage: not searchable
-                append((path, scalar(child)))
+                self.append((path, _scalar(child)))
 
-    def walk_list(path: str, items: list) -> None:
+    def list(self, path: str, items: list) -> None:
         for item in items:
             kind = item.__class__
             if kind is dict:
-                walk_dict(path + ".", item)
+                self.dict(path + ".", item)
             elif kind is list:
-                walk_list(path, item)
+                self.list(path, item)
             else:
-                value = scalar(item)
-                append((path, value))
+                value = _scalar(item)
+                self.append((path, value))
                 if value is not None and len(path) + len(value) < MAX_VALUE_LENGTH:
-                    append((f"{path}.{value}", "true"))
+                    self.append((f"{path}.{value}", "true"))
 
-    walk_dict("", {k: v for k, v in entity.items() if k not in _NOT_INDEXED})
-    for relation in entity.get("relations") or ():
-        append((f"relations.{relation['type'].lower()}", relation["targetRef"].lower()))
-    return pairs
+
+def _scalar(value: Any) -> str | None:
+    text = value.lower() if value.__class__ is str else _text(value)
+    if text is not None and len(text) > MAX_VALUE_LENGTH:
+        return None
+    return text
 
 
 def _text(value: Any) -> str | None:

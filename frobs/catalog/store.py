@@ -64,17 +64,17 @@ class StoredEntity:
         source: str,
         hash: str,
     ) -> None:
-        self.ref = ref
-        # Copied to its exact size: orjson's bytes keep the spare room they were
-        # written into, which would double the memory of a large catalog.
-        self.data = bytes(memoryview(jsoncodec.encode(entity)))
+        # Refs and relation types are shared with every record naming them.
+        self.ref = sys.intern(ref)
+        self.data = jsoncodec.encode_kept(entity)
         self.location_key = None if location_key is None else sys.intern(location_key)
         self.source = sys.intern(source)
         self.hash = hash
         self.kind: str = sys.intern(entity["kind"])
         self.uid: str = entity["metadata"]["uid"]
         self.relations: tuple[tuple[str, str], ...] = tuple(
-            (r["type"], r["targetRef"]) for r in entity.get("relations", ())
+            (sys.intern(r["type"]), sys.intern(r["targetRef"]))
+            for r in entity.get("relations", ())
         )
 
     @property

@@ -1,8 +1,8 @@
 """From Frobs documents to catalog entities.
 
 A Frobs document is ``{"frobs": [<frob>, ...]}``; ``parse_document`` checks that
-shape.  ``entity_from_frob`` maps one frob to one entity as the product contract
-says: ``id`` becomes the ``frobs.example.com/id`` annotation (and the name when
+shape and gives the frobs as it parses them.  ``entity_from_frob`` maps one frob
+to one entity as the product contract says: ``id`` becomes the ``frobs.example.com/id`` annotation (and the name when
 ``name`` is absent), ``kind`` defaults to Component, the metadata and spec fields
 are copied by name, and every entity carries ``backstage.io/managed-by-location``
 and ``backstage.io/managed-by-origin-location`` so a webhook and a sync produce the
@@ -14,7 +14,9 @@ thousands): the catalog never changes what a provider emits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
+
+import ijson
 
 from .. import jsoncodec
 from .router import is_frob_id
@@ -40,10 +42,31 @@ class FrobError(ValueError):
     """A document or frob that does not follow the Frobs contract."""
 
 
-def parse_document(raw: bytes, url: str) -> list[Any]:
-    """The frobs listed in a Frobs document."""
+def parse_document(raw: bytes, url: str) -> Iterator[Any]:
+    """The frobs listed in a Frobs document, one at a time as they are parsed.
+
+    A listing of tens of thousands is never held parsed whole: each frob can be
+    mapped and dropped before the next is read.  A document that is not one
+    raises ``FrobError``, possibly after some frobs were given, so a caller
+    applies nothing before it has read them all.
+    """
+    given = 0
     try:
-        document = jsoncodec.decode(raw)
+        for frob in ijson.items(raw, "frobs.item", use_float=True):
+            given += 1
+            yield frob
+    except ijson.JSONError:
+        # What the streaming parser refuses, the standard library may accept
+        # (integers beyond 64 bits, NaN); and it says more plainly what is wrong.
+        yield from _listed(raw, url)[given:]
+        return
+    if given == 0:
+        _listed(raw, url)  # nothing under "frobs": say why, unless it is []
+
+
+def _listed(raw: bytes, url: str) -> list[Any]:
+    try:
+        document = jsoncodec.decode_large(raw)
     except ValueError as exc:
         raise FrobError(f"{url} is not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("frobs"), list):

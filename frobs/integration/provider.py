@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from ..bulk import collection_paused
 from ..catalog.apply import entity_problems
-from ..catalog.entity_ref import entity_ref_of
 from ..catalog.mutation import (
     DeltaMutation,
     EntityRefRemoval,
@@ -256,11 +255,7 @@ class FrobsEntityProvider(EntityProvider):
         }
         if not changed:
             return set()
-        refs = {
-            entity_ref_of(item.entity)
-            for item in batch.entities
-            if frob_of(item.entity) in changed
-        }
+        refs = batch.refs_of(changed)
         refs |= {
             record.ref
             for record in transaction.records()
@@ -315,7 +310,7 @@ class FrobsEntityProvider(EntityProvider):
                     url,
                 )
             return None
-        frobs = parse_document(raw, url)
+        frobs = list(parse_document(raw, url))
 
         foreign = [f for f in frobs if frob_id_of(f) != frob_id]
         if foreign:
