@@ -2,8 +2,10 @@
 
 ``CatalogQuery`` answers filters from a ``SearchIndex`` kept in step with the
 store, so a filtered read costs what it finds, not the size of the catalog; the
-sorted list of every ref is kept per snapshot version for unfiltered reads.
-Served entities are made only for what is returned, ordered or searched.  It
+sorted list of every ref is kept per snapshot version for unfiltered reads, and
+the records of the latest filters for filtered ones, so paging through a query
+costs each page.  Served entities are made only for what is returned, ordered
+or searched.  It
 reads snapshots only, and is safe to share between the threads of a worker.
 """
 
@@ -14,7 +16,7 @@ import binascii
 import json
 import logging
 import threading
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence, overload
 
 from ..errors import InputError
 from .index import SearchIndex
@@ -22,6 +24,9 @@ from .search import MAX_VALUE_LENGTH, Alternative, Order
 from .store import CatalogSnapshot, CatalogStore, StoredEntity
 
 logger = logging.getLogger(__name__)
+
+#: Filtered results kept for the latest version, for clients paging through them.
+KEPT_QUERIES = 16
 
 
 class Found:
@@ -40,6 +45,30 @@ class Found:
         return self._snapshot.entity(self.record)
 
 
+class Results(Sequence[Found]):
+    """Entities found, in ref order, each made ``Found`` as it is read: a page of
+    a long list costs the page, not the list."""
+
+    __slots__ = ("_records", "_snapshot")
+
+    def __init__(self, records: list[StoredEntity], snapshot: CatalogSnapshot):
+        self._records = records
+        self._snapshot = snapshot
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, index: int) -> Found: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Found]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [Found(r, self._snapshot) for r in self._records[index]]
+        return Found(self._records[index], self._snapshot)
+
+
 class CatalogQuery:
     def __init__(self, store: CatalogStore) -> None:
         self.store = store
@@ -47,22 +76,38 @@ class CatalogQuery:
         self._lock = threading.Lock()
         self._all: tuple[int, list[StoredEntity]] = (-1, [])
         self._facets: dict[tuple, dict] = {}
+        self._found: dict[tuple, list[StoredEntity]] = {}
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
 
     def find(
         self, filters: list[Alternative], snapshot: CatalogSnapshot | None = None
-    ) -> list[Found]:
+    ) -> Results:
         """Every entity matching ``filters``, by entity ref."""
         snapshot = snapshot or self.store.snapshot()
         if not filters:
-            return [Found(record, snapshot) for record in self._sorted(snapshot)]
-        found = []
-        for ref in sorted(self.index.matching(filters, snapshot)):
-            record = snapshot.get(ref)
-            if record is not None:
-                found.append(Found(record, snapshot))
-        return found
+            return Results(self._sorted(snapshot), snapshot)
+        return Results(self._matching(filters, snapshot), snapshot)
+
+    def _matching(
+        self, filters: list[Alternative], snapshot: CatalogSnapshot
+    ) -> list[StoredEntity]:
+        """The records ``filters`` match, kept for the snapshot's version: a
+        client paging through one query asks the same again and again."""
+        key = (snapshot.version, repr(filters))
+        with self._lock:
+            records = self._found.get(key)
+        if records is None:
+            refs = sorted(self.index.matching(filters, snapshot))
+            records = [r for r in map(snapshot.get, refs) if r is not None]
+            with self._lock:
+                self._found = {
+                    k: v for k, v in self._found.items() if k[0] == snapshot.version
+                }
+                if len(self._found) >= KEPT_QUERIES:
+                    del self._found[next(iter(self._found))]
+                self._found[key] = records
+        return records
 
     def start(self, period: float = 1.0) -> None:
         """Keep the search index in step in the background, every ``period``
@@ -114,7 +159,9 @@ class CatalogQuery:
             return records
 
 
-def ordered(found: list[Found], orders: list[Order], keep_missing: bool) -> list[Found]:
+def ordered(
+    found: Sequence[Found], orders: list[Order], keep_missing: bool
+) -> list[Found]:
     """Sort by each order in turn; entities lacking a field go last, or are dropped."""
     for order in reversed(orders):
         keyed = [(sort_value(f.entity, order.field), f) for f in found]
@@ -132,7 +179,7 @@ def sort_value(entity: dict, field: str) -> str | None:
     return min(values) if values else None
 
 
-def full_text(found: list[Found], term: str, fields: list[str]) -> list[Found]:
+def full_text(found: Sequence[Found], term: str, fields: list[str]) -> list[Found]:
     """Entities with ``term`` inside one of ``fields`` (case-insensitive)."""
     term = term.lower()
     return [

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 ENV = "bench"
@@ -80,6 +80,13 @@ def make_frob(i: int, n: int, revision: str = BASE_REVISION) -> dict:
 
 def document(frobs: list[dict]) -> bytes:
     return json.dumps({"frobs": frobs}, separators=(",", ":")).encode()
+
+
+class _KeepAlive(WSGIRequestHandler):
+    """HTTP/1.1, so connections are kept alive as a production server would
+    (werkzeug's own default closes each after one answer)."""
+
+    protocol_version = "HTTP/1.1"
 
 
 class FrobsSource:
@@ -173,7 +180,9 @@ class FrobsSource:
     def start(self) -> None:
         # werkzeug logs every request at INFO unless its logger says otherwise.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self._server = make_server(
+            "127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_KeepAlive
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="frobs-source", daemon=True
         )
