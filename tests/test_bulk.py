@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from frobs.bulk import collection_paused
+from frobs.bulk import collection_paused, settle
 
 
 def test_nested_and_concurrent_pauses_resume_the_collector_once_all_end():
@@ -39,3 +39,13 @@ def test_a_collector_disabled_before_stays_disabled():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_what_is_alive_when_bulk_work_settles_is_out_of_the_collectors_sight():
+    kept = [[] for _ in range(1000)]
+    settle()
+    try:
+        assert gc.get_freeze_count() >= len(kept)
+        assert not any(x is kept[0] for x in gc.get_objects())
+    finally:
+        gc.unfreeze()

@@ -53,7 +53,7 @@ from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import quote
 
 from .. import jsoncodec
-from ..bulk import collection_paused
+from ..bulk import BULK, collection_paused, settle
 from ..durable_files import (
     TMP_MARK,
     ProcessLock,
@@ -200,6 +200,7 @@ class FileStore(CatalogStore):
         """Read every key file again: this reader missed part of a removed segment."""
         with collection_paused():
             self._read_key_files(segment, lines_at)
+        settle()
 
     def _read_key_files(self, segment: str, lines_at: int) -> None:
         by_ref: dict[str, StoredEntity] = {}
@@ -230,9 +231,12 @@ class FileStore(CatalogStore):
                 return  # what nearly every request finds: nothing new
             handle.seek(self._offset)
             with collection_paused():
-                self._read_commits(handle, path)
+                installed = self._read_commits(handle, path)
+            if installed >= BULK:
+                settle()
 
-    def _read_commits(self, handle: BinaryIO, path: Path) -> None:
+    def _read_commits(self, handle: BinaryIO, path: Path) -> int:
+        """Install the whole commits there; return how many changes."""
         changes: list[tuple[str, StoredEntity | None]] = []
         pending: list[tuple[str, StoredEntity | None]] = []
         position = committed = self._offset
@@ -250,6 +254,7 @@ class FileStore(CatalogStore):
         if committed > self._offset:
             self._offset = committed
             self._install(changes)
+        return len(changes)
 
     def _install(self, changes: list[tuple[str, StoredEntity | None]]) -> None:
         """Make the next snapshot; readers keep whatever snapshot they hold."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
-from ..bulk import collection_paused
+from ..bulk import collection_paused, settle
 from .search import Alternative, search_pairs
 from .store import CatalogSnapshot, CatalogStore, StoredEntity
 
@@ -134,6 +134,7 @@ class SearchIndex:
         """Start indexing ``keys``: one pass over ``snapshot``, the index's own."""
         with collection_paused():
             self._index_all(Wanted(keys), snapshot)
+        settle()
 
     def _index_all(self, new: "Wanted", snapshot: CatalogSnapshot) -> None:
         for key in new.keys:

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..bulk import collection_paused
+from ..bulk import collection_paused, settle
 from ..catalog.apply import entity_problems
 from ..catalog.mutation import (
     DeltaMutation,
@@ -222,8 +222,11 @@ class FrobsEntityProvider(EntityProvider):
     # Full sync
 
     def full_sync(self, cancelled: threading.Event) -> MutationResult | None:
-        with collection_paused():
-            return self._full_sync(cancelled)
+        try:
+            with collection_paused():
+                return self._full_sync(cancelled)
+        finally:
+            settle()
 
     def _full_sync(self, cancelled: threading.Event) -> MutationResult | None:
         url = self.settings.data()
