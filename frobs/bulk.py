@@ -8,11 +8,12 @@ while any of it runs (counted across threads) and resumes after it; what is
 garbage is still collected, only later.
 
 ``settle`` is called after bulk work whose result lives on (a catalog loaded
-or synced, an index built): what is alive then is frozen (``gc.freeze``), as a
-full collection that walked it would stop the worker for tens of milliseconds
-at 50,000 entities.  Frozen objects are still freed when nothing refers to
-them; only a reference cycle alive at that moment never would be, so it is
-called after large steps only.  This module changes nothing else.
+or synced, an index built): it collects what garbage the pause let pile up
+(other threads' too), then freezes what is alive (``gc.freeze``), as a full
+collection that walked it would stop the worker for tens of milliseconds at
+50,000 entities.  Frozen objects are still freed when nothing refers to them;
+only a reference cycle made between the collection and the freeze never would
+be.  It is called after large steps only.  This module changes nothing else.
 """
 
 from __future__ import annotations
@@ -49,5 +50,6 @@ BULK = 1000
 
 
 def settle() -> None:
-    """Take what is alive now out of the cyclic collector's sight."""
+    """Collect garbage, then take what is alive out of the collector's sight."""
+    gc.collect()
     gc.freeze()
