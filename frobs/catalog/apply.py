@@ -89,8 +89,15 @@ class _Candidate:
     stored: StoredEntity | None = None
 
     @classmethod
-    def checked(cls, ref, entity, relations, location_key, item=None):
-        """Of an entity as ``_checked`` gives it."""
+    def checked(
+        cls,
+        ref: str,
+        entity: dict,
+        relations: list[dict],
+        location_key: str | None,
+        item: int | None = None,
+    ) -> "_Candidate":
+        """Of an entity and its relations as ``_checked`` gives them."""
         return cls(
             ref,
             jsoncodec.encode_kept(entity),

@@ -5,8 +5,8 @@ store, so a filtered read costs what it finds, not the size of the catalog; the
 sorted list of every ref is kept per snapshot version for unfiltered reads, and
 the records of the latest filters for filtered ones, so paging through a query
 costs each page.  Served entities are made only for what is returned, ordered
-or searched.  It
-reads snapshots only, and is safe to share between the threads of a worker.
+or searched.  It reads snapshots only, and is safe to share between the threads
+of a worker.
 """
 
 from __future__ import annotations

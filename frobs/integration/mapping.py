@@ -2,10 +2,11 @@
 
 A Frobs document is ``{"frobs": [<frob>, ...]}``; ``parse_document`` checks that
 shape and gives the frobs as it parses them.  ``entity_from_frob`` maps one frob
-to one entity as the product contract says: ``id`` becomes the ``frobs.example.com/id`` annotation (and the name when
-``name`` is absent), ``kind`` defaults to Component, the metadata and spec fields
-are copied by name, and every entity carries ``backstage.io/managed-by-location``
-and ``backstage.io/managed-by-origin-location`` so a webhook and a sync produce the
+to one entity as the product contract says: ``id`` becomes the
+``frobs.example.com/id`` annotation (and the name when ``name`` is absent),
+``kind`` defaults to Component, the metadata and spec fields are copied by name,
+and every entity carries ``backstage.io/managed-by-location`` and
+``backstage.io/managed-by-origin-location`` so a webhook and a sync produce the
 same entity.  A frob that cannot be mapped raises ``FrobError`` naming the rule;
 mapping never reads anything and never changes its input.  The entity shares
 the frob's nested values rather than copying them (a full sync maps tens of
