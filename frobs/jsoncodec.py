@@ -4,10 +4,10 @@ where it cannot.
 ``encode`` gives compact UTF-8 bytes (``encode_kept`` without spare room),
 ``canonical`` the same with every object's keys sorted (for content hashes),
 ``decode`` parses bytes or text, and ``decode_large`` parses a large document
-with the least memory.  ``orjson`` refuses integers beyond 64 bits, which the standard library then encodes and
-parses, so no JSON value is refused here that ``json`` accepts; both give the
-same bytes for what both can encode, so a hash does not depend on which one
-made it.  ``orjson`` writes NaN and the infinities as ``null``, as JSON has no
+with the least memory.  ``orjson`` refuses integers beyond 64 bits, which the
+standard library then encodes and parses, so no JSON value is refused here that
+``json`` accepts; both give the same bytes for what both can encode, so a hash
+does not depend on which one made it.  ``orjson`` writes NaN and the infinities as ``null``, as JSON has no
 other way to say them.  Nothing here keeps state.
 """
 
