@@ -7,8 +7,9 @@ where it cannot.
 with the least memory.  ``orjson`` refuses integers beyond 64 bits, which the
 standard library then encodes and parses, so no JSON value is refused here that
 ``json`` accepts; both give the same bytes for what both can encode, so a hash
-does not depend on which one made it.  ``orjson`` writes NaN and the infinities as ``null``, as JSON has no
-other way to say them.  Nothing here keeps state.
+does not depend on which one made it.  ``orjson`` writes NaN and the
+infinities as ``null``, as JSON has no other way to say them.  Nothing here
+keeps state.
 """
 
 from __future__ import annotations
