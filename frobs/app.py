@@ -21,6 +21,7 @@ from pythonjsonlogger.json import JsonFormatter
 from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
 from .catalog.file_store import FileStore
+from .catalog.postgres_store import PostgresStore
 from .catalog.provider import EntityProvider, EntityProviderConnection
 from .catalog.query import CatalogQuery
 from .catalog.store import CatalogStore
@@ -194,14 +195,17 @@ def build_runtime(config: Config) -> Runtime:
 
 
 def _store(config: Config, path: Path) -> CatalogStore:
-    kind = config.get("catalog.store.type", "file")
-    if kind != "file":
-        raise ConfigError(
-            [
-                f"{config.source_of('catalog.store.type')}: catalog.store.type: "
-                f"{kind!r} is not available in this version; use 'file'"
-            ]
-        )
+    if config.get("catalog.store.type", "file") == "postgres":
+        url = config.get("catalog.store.url") or os.environ.get("DATABASE_URL")
+        if not url:
+            raise ConfigError(
+                [
+                    f"{config.source_of('catalog.store.type')}: catalog.store.url: "
+                    "set it (or DATABASE_URL) to the database's URL, such as "
+                    "postgresql://user:password@host:5432/catalog"
+                ]
+            )
+        return PostgresStore(url)
     return FileStore(path)
 
 

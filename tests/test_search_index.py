@@ -9,7 +9,6 @@ import random
 from catalog_entities import component
 
 from frobs.catalog.apply import apply_mutation
-from frobs.catalog.file_store import FileStore
 from frobs.catalog.mutation import DeferredEntity, DeltaMutation, EntityRefRemoval
 from frobs.catalog.query import CatalogQuery
 from frobs.catalog.search import matches, parse_filters, search_rows
@@ -58,9 +57,9 @@ def scanned(store, filters) -> list[str]:
     )
 
 
-def test_the_index_answers_as_a_scan_after_random_changes(tmp_path):
+def test_the_index_answers_as_a_scan_after_random_changes(open_store):
     chance = random.Random(11)
-    writer, reader = FileStore(tmp_path, compact_min_bytes=20_000), FileStore(tmp_path)
+    writer, reader = open_store(compact_min_bytes=20_000), open_store()
     queries = {store: CatalogQuery(store) for store in (writer, reader)}
     for step in range(200):
         names = [f"c{chance.randint(0, 9)}" for _ in range(chance.randint(1, 3))]

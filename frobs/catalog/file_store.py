@@ -46,10 +46,9 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterator
 from urllib.parse import quote
 
 from .. import jsoncodec
@@ -62,8 +61,7 @@ from ..durable_files import (
     remove_temporary_files,
 )
 from ..metrics import STORE_WRITE_SECONDS
-from .layered import LayeredMap
-from .relations import Incoming, update_incoming
+from .memory import MemoryCatalog, StagedTransaction
 from .store import (
     CatalogSnapshot,
     CatalogStore,
@@ -82,9 +80,6 @@ _SEGMENT = re.compile(rf"^(?P<segment>{_STAMP})\.jsonl$")
 #: A segment is compacted once it is larger than this, or than half the key
 #: files, whichever is larger: compaction's cost is spread over many commits.
 COMPACT_MIN_BYTES = 16 * 1024 * 1024
-
-#: How many installed changes a store remembers for ``changes_since``.
-CHANGE_FEED_LENGTH = 4096
 
 
 def file_name_for(location_key: str | None) -> str:
@@ -125,12 +120,7 @@ class FileStore(CatalogStore):
         self._offset = 0
         self._base_bytes = 0
         self._dirty: set[str] = set()
-        self._snapshot = CatalogSnapshot(LayeredMap(), LayeredMap())
-        self._by_ref: LayeredMap[str, StoredEntity] = LayeredMap()
-        self._by_uid: LayeredMap[str, StoredEntity] = LayeredMap()
-        self._feed: deque[tuple[int, frozenset[str] | None]] = deque(
-            maxlen=CHANGE_FEED_LENGTH
-        )
+        self._memory = MemoryCatalog()
 
         with self._lock.hold():
             self._recover()
@@ -145,21 +135,11 @@ class FileStore(CatalogStore):
     def snapshot(self) -> CatalogSnapshot:
         with self._cache_lock:
             self._refresh()
-            return self._snapshot
+            return self._memory.snapshot
 
     def changes_since(self, version: int) -> set[str] | None:
         with self._cache_lock:
-            if version == self._snapshot.version:
-                return set()
-            if not self._feed or self._feed[0][0] > version + 1:
-                return None
-            refs: set[str] = set()
-            for installed, changed in self._feed:
-                if installed > version:
-                    if changed is None:
-                        return None
-                    refs |= changed
-            return refs
+            return self._memory.changes_since(version)
 
     def _refresh(self) -> None:
         # A file can be removed between listing and reading it, when a writer
@@ -203,20 +183,15 @@ class FileStore(CatalogStore):
         settle()
 
     def _read_key_files(self, segment: str, lines_at: int) -> None:
-        by_ref: dict[str, StoredEntity] = {}
+        records: list[StoredEntity] = []
         total = 0
         for base, generation in self._latest_generations().items():
             path = self.entities_dir / f"{base}.{generation}.json"
-            records = _load(path)
+            records += _load(path)
             total += path.stat().st_size
-            for record in records:
-                by_ref[record.ref] = record
         self._segment, self._offset, self._dirty = segment, lines_at, set()
         self._base_bytes = total
-        incoming, _ = update_incoming(LayeredMap(), (), by_ref.values())
-        self._by_uid = LayeredMap({r.uid: r for r in by_ref.values()})
-        self._by_ref = LayeredMap(by_ref)
-        self._publish(incoming, None)
+        self._memory.replace(records)
 
     def _read_segment(self) -> None:
         """Install the whole commits added to the current segment since last read.
@@ -258,29 +233,9 @@ class FileStore(CatalogStore):
 
     def _install(self, changes: list[tuple[str, StoredEntity | None]]) -> None:
         """Make the next snapshot; readers keep whatever snapshot they hold."""
-        final: dict[str, StoredEntity | None] = {}
-        for ref, record in changes:
-            final[ref] = record
-        current = self._snapshot
-        removed = [r for r in map(self._by_ref.get, final) if r is not None]
-        added = [r for r in final.values() if r is not None]
+        removed, added = self._memory.install(changes)
         for record in removed + added:
             self._dirty.add(file_name_for(record.location_key))
-        self._by_ref = self._by_ref.changed(
-            [(r.ref, r) for r in added], [ref for ref, r in final.items() if not r]
-        )
-        kept_uids = {r.uid for r in added}
-        self._by_uid = self._by_uid.changed(
-            [(r.uid, r) for r in added],
-            [r.uid for r in removed if r.uid not in kept_uids],
-        )
-        incoming, targets = update_incoming(current.incoming, removed, added)
-        self._publish(incoming, set(final) | targets)
-
-    def _publish(self, incoming: Incoming, changed: set[str] | None) -> None:
-        version = self._snapshot.version + 1
-        self._feed.append((version, None if changed is None else frozenset(changed)))
-        self._snapshot = CatalogSnapshot(self._by_ref, incoming, self._by_uid, version)
 
     def _latest_generations(self) -> dict[str, str]:
         latest: dict[str, str] = {}
@@ -332,8 +287,8 @@ class FileStore(CatalogStore):
             with self._cache_lock:
                 self._refresh()
                 self._cut_torn_tail()
-                snapshot = self._snapshot
-            transaction = _FileTransaction(snapshot)
+                snapshot = self._memory.snapshot
+            transaction = StagedTransaction(snapshot)
             yield transaction
             if transaction.staged:
                 with STORE_WRITE_SECONDS.time():
@@ -346,7 +301,7 @@ class FileStore(CatalogStore):
             finally:
                 os.close(written)
 
-    def _commit(self, transaction: "_FileTransaction") -> int:
+    def _commit(self, transaction: StagedTransaction) -> int:
         """Append the commit; return the segment's descriptor, still to fsync."""
         staged = list(transaction.staged.items())
         path = self.log_dir / f"{self._segment}.jsonl"
@@ -403,7 +358,7 @@ class FileStore(CatalogStore):
         """
         started = time.monotonic()
         grouped: dict[str, list[StoredEntity]] = {base: [] for base in self._dirty}
-        for record in self._snapshot.records():
+        for record in self._memory.snapshot.records():
             base = file_name_for(record.location_key)
             if base in grouped:
                 grouped[base].append(record)
@@ -507,31 +462,6 @@ class FileStore(CatalogStore):
             self._write_key(base, records)
         self.journal_path.unlink()
         fsync_dir(self.root)
-
-
-class _FileTransaction(StoreTransaction):
-    def __init__(self, snapshot: CatalogSnapshot) -> None:
-        self.base = snapshot
-        self.staged: dict[str, StoredEntity | None] = {}
-
-    def get(self, ref: str) -> StoredEntity | None:
-        if ref in self.staged:
-            return self.staged[ref]
-        return self.base.get(ref)
-
-    def records(self) -> Iterable[StoredEntity]:
-        for record in self.base.records():
-            if record.ref not in self.staged:
-                yield record
-        for record in self.staged.values():
-            if record is not None:
-                yield record
-
-    def put(self, record: StoredEntity) -> None:
-        self.staged[record.ref] = record
-
-    def delete(self, ref: str) -> None:
-        self.staged[ref] = None
 
 
 def _load(path: Path) -> list[StoredEntity]:

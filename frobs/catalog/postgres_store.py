@@ -1,0 +1,247 @@
+"""The PostgreSQL store: the catalog in a database that several instances share.
+
+Tables, created and migrated at startup by the versioned SQL files in
+``migrations/`` (each applied once, in order, under an advisory lock, and
+recorded in ``schema_migrations``)::
+
+    catalog_entities   a row per stored entity: ref, location key, source,
+                       content hash, and the entity as JSON text
+    catalog_changes    the refs each committed version changed
+    catalog_state      the latest version, and up to which changes were pruned
+
+A commit is one database transaction: it locks the state row, so that writers
+of every worker and instance take turns (a dead writer's lock goes with its
+connection), writes its rows, records the refs it changed under the next
+version, and commits, all or nothing.  Each worker keeps the catalog in a
+``MemoryCatalog``; a snapshot asks the database for the latest version and
+installs only the changes after its own, so its cost follows what changed.  A
+worker further behind than the changes kept reads every row again.
+
+Connections come from a psycopg pool, made in the process that uses it (a
+forked worker never shares its parent's).  The store decides nothing about
+what may be written: the mutation rules live in ``apply``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .. import jsoncodec
+from ..bulk import BULK, collection_paused, settle
+from ..errors import ServiceUnavailableError
+from ..metrics import STORE_WRITE_SECONDS
+from .memory import Change, MemoryCatalog, StagedTransaction
+from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
+from .packed import unpack
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Changes of this many latest versions are kept for workers catching up.
+KEPT_VERSIONS = 10_000
+
+# Any fixed number: the advisory lock every instance takes to migrate.
+_MIGRATION_LOCK = 7_007_001
+
+_COLUMNS = "ref, location_key, source, hash, entity::text"
+
+
+class DatabaseUnavailable(ServiceUnavailableError):
+    """The database did not answer; nothing was changed by this request."""
+
+
+class PostgresStore(CatalogStore):
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._pool_pid: int | None = None
+        self._pool_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._memory = MemoryCatalog()
+        self._version = -1  # the database version the memory holds; -1: none
+        try:
+            with psycopg.connect(url) as connection:
+                migrate(connection)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the catalog database: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+    def check_writable(self) -> None:
+        with self._connection() as connection:
+            connection.execute("SELECT 1 FROM catalog_state FOR SHARE")
+
+    # Reading
+
+    def snapshot(self) -> CatalogSnapshot:
+        with self._connection() as connection, connection.transaction():
+            connection.execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            )
+            with self._cache_lock:
+                self._catch_up(connection)
+                return self._memory.snapshot
+
+    def changes_since(self, version: int) -> set[str] | None:
+        with self._cache_lock:
+            return self._memory.changes_since(version)
+
+    def _catch_up(self, connection: psycopg.Connection) -> None:
+        """Install what was committed after the version in memory (under the
+        cache lock, in a transaction that sees one state of the database)."""
+        latest, pruned_up_to = connection.execute(
+            "SELECT version, pruned_up_to FROM catalog_state WHERE id = 1"
+        ).fetchone()
+        if latest == self._version:
+            return  # what nearly every request finds: nothing new
+        with collection_paused():
+            if self._version < pruned_up_to or self._version < 0:
+                rows = connection.execute(f"SELECT {_COLUMNS} FROM catalog_entities")
+                self._memory.replace(_record(row) for row in rows)
+                installed = BULK
+            else:
+                rows = connection.execute(
+                    f"SELECT c.ref, {_COLUMNS.replace('ref, ', '')} "
+                    "FROM catalog_changes c LEFT JOIN catalog_entities e "
+                    "ON e.ref = c.ref WHERE c.version > %s ORDER BY c.version",
+                    (self._version,),
+                )
+                changes: list[Change] = [
+                    (row[0], None if row[2] is None else _record(row)) for row in rows
+                ]
+                self._memory.install(changes)
+                installed = len(changes)
+            self._version = latest
+        if installed >= BULK:
+            settle()
+
+    # Writing
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        with self._connection() as connection:
+            with connection.transaction():
+                # The write lock, across every worker and instance, till commit.
+                connection.execute(
+                    "SELECT 1 FROM catalog_state WHERE id = 1 FOR UPDATE"
+                )
+                with self._cache_lock:
+                    self._catch_up(connection)
+                    staged = StagedTransaction(self._memory.snapshot)
+                    version = self._version + 1
+                yield staged
+                if not staged.staged:
+                    return
+                with STORE_WRITE_SECONDS.time():
+                    self._write(connection, staged, version)
+            # Committed: installed here at once, unless a snapshot of another
+            # thread has read it from the database meanwhile.
+            with self._cache_lock:
+                if self._version < version:
+                    self._memory.install(list(staged.staged.items()))
+                    self._version = version
+
+    def _write(
+        self, connection: psycopg.Connection, staged: StagedTransaction, version: int
+    ) -> None:
+        puts = [r for r in staged.staged.values() if r is not None]
+        deletes = [ref for ref, r in staged.staged.items() if r is None]
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO catalog_entities (ref, location_key, source, hash, entity)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (ref) DO UPDATE SET"
+                " location_key = EXCLUDED.location_key, source = EXCLUDED.source,"
+                " hash = EXCLUDED.hash, entity = EXCLUDED.entity",
+                [
+                    (r.ref, r.location_key, r.source, r.hash, unpack(r.packed).decode())
+                    for r in puts
+                ],
+            )
+            if deletes:
+                cursor.execute(
+                    "DELETE FROM catalog_entities WHERE ref = ANY(%s)", (deletes,)
+                )
+            with cursor.copy("COPY catalog_changes (version, ref) FROM STDIN") as copy:
+                for ref in staged.staged:
+                    copy.write_row((version, ref))
+            pruned = version - KEPT_VERSIONS
+            if pruned > 0:
+                cursor.execute(
+                    "DELETE FROM catalog_changes WHERE version <= %s", (pruned,)
+                )
+            cursor.execute(
+                "UPDATE catalog_state SET version = %s,"
+                " pruned_up_to = GREATEST(pruned_up_to, %s) WHERE id = 1",
+                (version, max(pruned, 0)),
+            )
+
+    # Connections
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._pool_here().connection() as connection:
+                yield connection
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"the catalog database did not answer: {exc}"
+            ) from None
+
+    def _pool_here(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    open=True,
+                    name="frobs-catalog",
+                    kwargs={"autocommit": True},
+                )
+                self._pool_pid = os.getpid()
+            return self._pool
+
+
+def migrate(connection: psycopg.Connection) -> list[str]:
+    """Apply the migrations this database lacks, in order; return their names."""
+    applied_now = []
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {
+            name for (name,) in connection.execute("SELECT name FROM schema_migrations")
+        }
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            if path.name in done:
+                continue
+            connection.execute(path.read_text())
+            connection.execute(
+                "INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,)
+            )
+            applied_now.append(path.name)
+            logger.info("Applied database migration %s", path.name)
+    return applied_now
+
+
+def _record(row: tuple) -> StoredEntity:
+    ref, location_key, source, hash_, entity = row
+    return StoredEntity(ref, jsoncodec.decode(entity), location_key, source, hash_)
