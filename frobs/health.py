@@ -14,6 +14,7 @@ import logging
 from flask import Blueprint, jsonify
 
 from .catalog.store import CatalogStore
+from .errors import ServiceUnavailableError
 from .scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Health:
             }
         try:
             self.store.check_writable()
-        except OSError as exc:
+        except (OSError, ServiceUnavailableError) as exc:
             logger.error("Not ready: the store is not writable: %s", exc)
             body = {"status": "error", "message": "the store is not writable"}
             return jsonify({**body, "providers": providers}), 503

@@ -196,3 +196,30 @@ def test_two_instances_sharing_a_database_end_with_the_exact_catalog(
         for _, process, _ in instances:
             stop_process(process)
         next(servers, None)
+
+
+def test_readiness_says_not_ready_when_the_database_stops_answering(
+    postgres_url, tmp_path
+):
+    config = Config(
+        data={
+            "catalog": {
+                "store": {
+                    "type": "postgres",
+                    "url": postgres_url,
+                    "path": str(tmp_path),
+                }
+            }
+        }
+    )
+    app = create_app(config, start_background=False)
+    client = app.test_client()
+    assert client.get("/.backstage/health/v1/readiness").status_code == 200
+    store = app.extensions["frobs"].store
+    store.close()
+    store.url = f"postgresql://postgres@127.0.0.1:{free_port()}/gone"
+    store._pool_here().timeout = 1  # fail fast here; the pool's default is 30 s
+    response = client.get("/.backstage/health/v1/readiness")
+    assert response.status_code == 503
+    assert response.get_json()["message"] == "the store is not writable"
+    store.close()

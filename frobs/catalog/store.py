@@ -210,4 +210,5 @@ class CatalogStore(ABC):
         return None
 
     def check_writable(self) -> None:
-        """Raise ``OSError`` when the store cannot be written."""
+        """Raise ``OSError`` (or ``ServiceUnavailableError``, for a database
+        that does not answer) when the store cannot be written."""
