@@ -44,6 +44,7 @@ from .integration.router import FrobsEventRouter, check_frobs_payload
 from .integration.setup import frobs_providers
 from .metrics import metrics_blueprint
 from .openapi import openapi_blueprint
+from .postgres_coordination import PostgresCoordination
 from .scheduler import Scheduler
 from .scheduler_api import SchedulerApi
 
@@ -154,7 +155,7 @@ def build_runtime(config: Config) -> Runtime:
         events,
         ingress,
         store,
-        Scheduler(store_path / "scheduler.lock", store_path / "scheduler"),
+        _scheduler(store, store_path),
         processor,
         CatalogQuery(store),
     )
@@ -192,6 +193,13 @@ def build_runtime(config: Config) -> Runtime:
             lambda cancelled, p=provider: _sync_summary(p, cancelled),
         )
     return runtime
+
+
+def _scheduler(store: CatalogStore, path: Path) -> Scheduler:
+    """Coordinated where the catalog is: in its database, or in its folder."""
+    if isinstance(store, PostgresStore):
+        return Scheduler(coordination=PostgresCoordination(store.url))
+    return Scheduler(path / "scheduler.lock", path / "scheduler")
 
 
 def _store(config: Config, path: Path) -> CatalogStore:

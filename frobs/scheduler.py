@@ -2,10 +2,11 @@
 
 Each task has a frequency (a duration, or ``{cron: ...}``), a timeout and an
 initial delay, as in Backstage's scheduler.  A background thread drives the
-``schedule`` library; it runs tasks only while it holds ``scheduler.lock`` in the
-store folder, taken without blocking, so exactly one gunicorn worker runs them.
-The others retry every few seconds and take over within seconds if the holder
-dies (the kernel drops a dead process's ``flock``).
+``schedule`` library; it runs tasks only while it holds the lead its
+``Coordination`` gives (``scheduler.lock`` in the store folder, or an advisory
+lock in the catalog database), taken without blocking, so exactly one worker of
+all runs them.  The others retry every few seconds and take over within seconds
+if the holder dies (its ``flock`` or its database connection goes with it).
 
 Each run happens on its own thread; if it outlives its timeout, it is abandoned:
 its ``cancelled`` event is set so it applies nothing more, the run is reported as
@@ -18,8 +19,6 @@ the master only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -31,9 +30,7 @@ from typing import Callable
 
 import schedule
 from croniter import croniter
-from filelock import FileLock, Timeout
-
-from .durable_files import atomic_write
+from .coordination import Coordination, FileCoordination
 from .errors import ConflictError, NotFoundError, RefusedError
 from .metrics import SYNC_RUNS, SYNC_SECONDS
 from .provenance import caused_by
@@ -94,10 +91,17 @@ class ScheduledTask:
 
 
 class Scheduler:
-    def __init__(self, lock_path: Path, state_dir: Path | None = None) -> None:
-        self.lock_path = Path(lock_path)
-        self.state_dir = Path(state_dir or self.lock_path.parent / "scheduler")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        lock_path: Path | None = None,
+        state_dir: Path | None = None,
+        coordination: Coordination | None = None,
+    ) -> None:
+        """With ``coordination``, or files: ``lock_path`` and ``state_dir``."""
+        if coordination is None:
+            assert lock_path is not None, "a lock path or a coordination"
+            coordination = FileCoordination(lock_path, state_dir)
+        self.coordination = coordination
         self.tasks: dict[str, ScheduledTask] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,11 +129,13 @@ class Scheduler:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        leader = FileLock(self.lock_path, thread_local=False)
         while not self._stop.is_set():
             try:
-                leader.acquire(blocking=False)
-            except Timeout:
+                leading = self.coordination.try_lead()
+            except Exception:
+                logger.exception("Could not ask to run the scheduled tasks")
+                leading = False
+            if not leading:
                 self._stop.wait(LEADER_RETRY_SECONDS)
                 continue
             logger.info(
@@ -139,17 +145,19 @@ class Scheduler:
             )
             try:
                 self._lead()
+            except Exception:
+                logger.exception("The scheduler stopped leading after an error")
             finally:
-                leader.release()
+                self.coordination.stop_leading()
 
     def _lead(self) -> None:
         jobs = schedule.Scheduler()
         for task in self.tasks.values():
             self._plan(jobs, task)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.coordination.still_leading():
             jobs.run_pending()
             for task in self.tasks.values():
-                if self._take_trigger(task.id):
+                if self.coordination.take_trigger(task.id):
                     self.run(task)
             self._stop.wait(TICK_SECONDS)
 
@@ -184,19 +192,11 @@ class Scheduler:
                 "Task %s not started: its abandoned run is still finishing", task.id
             )
             return None
-        run_lock = FileLock(
-            self.state_dir / f"run-{self._trigger_name(task.id)}.lock",
-            thread_local=False,
-        )
-        try:
-            run_lock.acquire(blocking=False)
-        except Timeout:
-            logger.warning("Task %s not started: a run of it is going on", task.id)
-            return None
-        try:
+        with self.coordination.run_claim(task.id) as claimed:
+            if not claimed:
+                logger.warning("Task %s not started: a run of it is going on", task.id)
+                return None
             return self._run(task)
-        finally:
-            run_lock.release()
 
     def _run(self, task: ScheduledTask) -> TaskRun:
         run = TaskRun(started_at=datetime.now(timezone.utc))
@@ -260,13 +260,10 @@ class Scheduler:
             }
             for task in self.tasks.values()
         }
-        atomic_write(self.state_dir / "state.json", json.dumps(state).encode())
+        self.coordination.save_state(state)
 
     def _saved_state(self) -> dict:
-        try:
-            return json.loads((self.state_dir / "state.json").read_bytes())
-        except FileNotFoundError:
-            return {}
+        return self.coordination.saved_state()
 
     def describe(self) -> list[dict]:
         """The tasks in Backstage's shape, with their last run, from any worker."""
@@ -295,18 +292,7 @@ class Scheduler:
             raise NotFoundError(f"No task with id {task_id!r}")
         if self._saved_state().get(task_id, {}).get("running"):
             raise ConflictError(f"Task {task_id} is currently running")
-        (self.state_dir / self._trigger_name(task_id)).write_bytes(b"")
-
-    def _take_trigger(self, task_id: str) -> bool:
-        try:
-            (self.state_dir / self._trigger_name(task_id)).unlink()
-            return True
-        except FileNotFoundError:
-            return False
-
-    @staticmethod
-    def _trigger_name(task_id: str) -> str:
-        return "trigger-" + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+        self.coordination.trigger(task_id)
 
 
 def _iso_duration(duration: timedelta) -> str:

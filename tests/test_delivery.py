@@ -312,7 +312,7 @@ def test_trigger_needs_the_token_and_asks_the_running_worker(source):
     assert client.post(url).status_code == 401
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert client.post(url, headers=headers).status_code == 202
-    assert scheduler._take_trigger("frobs-dev:refresh")
+    assert scheduler.coordination.take_trigger("frobs-dev:refresh")
     missing = "/.backstage/scheduler/v1/tasks/nope/trigger"
     assert client.post(missing, headers=headers).status_code == 404
 

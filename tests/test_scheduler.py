@@ -1,4 +1,7 @@
-"""The scheduler: one worker runs the tasks, on schedule, within their timeouts."""
+"""The scheduler: one worker runs the tasks, on schedule, within their timeouts;
+across processes that coordinate through files or through PostgreSQL, exactly
+one leads, another takes over when it dies, a task never runs twice at once,
+and a trigger asked of any of them is run by the leader."""
 
 from __future__ import annotations
 
@@ -8,6 +11,11 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
+from frobs.catalog.postgres_store import PostgresStore
+from frobs.coordination import FileCoordination
+from frobs.postgres_coordination import PostgresCoordination
 from frobs.scheduler import ScheduledTask, Scheduler, TaskSchedule
 
 FAST = TaskSchedule(
@@ -68,25 +76,37 @@ def test_a_failing_task_is_reported_and_the_schedule_goes_on(tmp_path):
     assert run.outcome == "failed" and "source down" in run.error
 
 
-def _run_scheduler(lock_path, log_path, seconds):
+@pytest.fixture(params=["file", "postgres"])
+def coordination(request, tmp_path):
+    """Makes the coordination of one more scheduler sharing the others'."""
+    if request.param == "file":
+        return lambda: FileCoordination(tmp_path / "scheduler.lock")
+    url = request.getfixturevalue("postgres_url")
+    PostgresStore(url).close()  # its migrations make the scheduler's table
+    return lambda: PostgresCoordination(url)
+
+
+def _run_scheduler(coordination, log_path, seconds):
     def record(cancelled):
         with open(log_path, "a") as log:
             log.write(f"{os.getpid()}\n")
 
-    scheduler = Scheduler(lock_path)
+    scheduler = Scheduler(coordination=coordination())
     scheduler.add_task("t", FAST, record)
     scheduler.start()
     time.sleep(seconds)
     os._exit(0)
 
 
-def test_only_one_process_runs_the_tasks_and_another_takes_over_when_it_dies(tmp_path):
-    lock, log = tmp_path / "scheduler.lock", tmp_path / "runs.log"
+def test_only_one_process_runs_the_tasks_and_another_takes_over_when_it_dies(
+    tmp_path, coordination
+):
+    log = tmp_path / "runs.log"
     context = multiprocessing.get_context("fork")
-    first = context.Process(target=_run_scheduler, args=(lock, log, 3))
+    first = context.Process(target=_run_scheduler, args=(coordination, log, 3))
     first.start()
     assert wait_for(lambda: log.exists())
-    second = context.Process(target=_run_scheduler, args=(lock, log, 12))
+    second = context.Process(target=_run_scheduler, args=(coordination, log, 12))
     second.start()
 
     first.join(10)
@@ -103,7 +123,7 @@ def test_only_one_process_runs_the_tasks_and_another_takes_over_when_it_dies(tmp
     assert all(p == second.pid for p in pids[switch:])
 
 
-def test_a_task_never_runs_twice_at_once_even_from_two_schedulers(tmp_path):
+def test_a_task_never_runs_twice_at_once_even_from_two_schedulers(coordination):
     started, release = threading.Event(), threading.Event()
 
     def slow(cancelled):
@@ -111,8 +131,8 @@ def test_a_task_never_runs_twice_at_once_even_from_two_schedulers(tmp_path):
         release.wait(5)
         return {}
 
-    first = Scheduler(tmp_path / "scheduler.lock")
-    second = Scheduler(tmp_path / "scheduler.lock")
+    first = Scheduler(coordination=coordination())
+    second = Scheduler(coordination=coordination())
     first.add_task("t", FAST, slow)
     second.add_task("t", FAST, slow)
 
@@ -123,3 +143,22 @@ def test_a_task_never_runs_twice_at_once_even_from_two_schedulers(tmp_path):
     release.set()
     runner.join(5)
     assert first.tasks["t"].last_run.outcome == "succeeded"
+
+
+def test_a_trigger_asked_of_any_scheduler_is_run_by_the_leader(coordination):
+    runs = []
+    slow = TaskSchedule(timedelta(hours=1), timedelta(seconds=5), timedelta(hours=1))
+    leader = Scheduler(coordination=coordination())
+    other = Scheduler(coordination=coordination())
+    leader.add_task("t", slow, lambda cancelled: runs.append(os.getpid()))
+    other.add_task("t", slow, lambda cancelled: runs.append("other"))
+    leader.start()
+    try:
+        assert wait_for(lambda: leader.coordination.still_leading())
+        other.trigger("t")
+        assert wait_for(lambda: runs == [os.getpid()])
+        described = other.describe()[0]
+        assert wait_for(lambda: other.describe()[0]["lastRun"] is not None)
+        assert other.describe()[0]["lastRun"]["outcome"] == "succeeded", described
+    finally:
+        leader.stop()
