@@ -12,17 +12,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from stores import postgres_or_skip
+
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = ("event_to_visible", "ingest_throughput", "full_sync", "reads", "memory")
 
 
-def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(tmp_path):
+@pytest.mark.parametrize("store", ["file", "postgres"])
+def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(
+    tmp_path, store
+):
+    if store == "postgres":
+        postgres_or_skip()
     results_path = tmp_path / "results.json"
     finished = subprocess.run(
         [
             sys.executable,
             "tests/benchmarks/run.py",
             "--smoke",
+            "--store",
+            store,
             "--json",
             str(results_path),
             "--timeout",
@@ -57,3 +67,4 @@ def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(tmp_path
         assert kind["p50_ms"]["median"] and kind["p99_ms"]["median"], output
     assert len(figures["reads"]["kinds"]) == 5, output
     assert "| figure |" in finished.stdout, output
+    assert results["settings"]["store"] == store, output

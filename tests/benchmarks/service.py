@@ -79,12 +79,19 @@ def session() -> requests.Session:
 
 
 def write_config(
-    folder: Path, source: FrobsSource, admin_token: str, task_timeout_s: float
+    folder: Path,
+    source: FrobsSource,
+    admin_token: str,
+    task_timeout_s: float,
+    store_url: str | None = None,
 ) -> Path:
+    store = {"type": "file", "path": str(folder / "store")}
+    if store_url is not None:
+        store.update(type="postgres", url=store_url)
     config = {
         "events": {"http": {"topics": ["frobs"]}},
         "catalog": {
-            "store": {"type": "file", "path": str(folder / "store")},
+            "store": store,
             "providers": {
                 "frobs": {
                     ENV: {
@@ -204,11 +211,18 @@ class Service(Gunicorn):
     """The real service on a fresh temp store, reading ``source``."""
 
     def __init__(
-        self, folder: Path, source: FrobsSource, task_timeout_s: float
+        self,
+        folder: Path,
+        source: FrobsSource,
+        task_timeout_s: float,
+        store_url: str | None = None,
     ) -> None:
+        """On the file store, or on the PostgreSQL database at ``store_url``."""
         folder.mkdir(parents=True, exist_ok=True)
         self.admin_token = secrets.token_urlsafe(16)
-        config = write_config(folder, source, self.admin_token, task_timeout_s)
+        config = write_config(
+            folder, source, self.admin_token, task_timeout_s, store_url
+        )
         super().__init__(folder=folder, config_path=config)
 
     def scheduler(self) -> Scheduler:

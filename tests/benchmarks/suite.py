@@ -26,9 +26,12 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+
+import psycopg
 
 from benchmarks import figures
 from benchmarks.frob_generator import FrobsSource, frob_name, teams
@@ -99,6 +102,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp folder (stores, logs)"
     )
+    parser.add_argument(
+        "--store",
+        choices=("file", "postgres"),
+        default="file",
+        help="the catalog store to measure (default file); postgres uses "
+        "--database-url, a fresh schema per service",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "FROBS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="the PostgreSQL database for --store postgres "
+        "(default $FROBS_BENCH_DATABASE_URL or the local test database)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.runs = "50,200", 1
@@ -117,6 +135,7 @@ class Suite:
         self.source = FrobsSource()
         self.overall = Deadline.after(args.timeout, "the whole suite")
         self.running: list[Gunicorn] = []
+        self.schemas: list[str] = []
         self.results: dict = {
             "machine": machine(),
             "git": git_commit(),
@@ -131,6 +150,7 @@ class Suite:
                 "budget_s": args.budget,
                 "read_budget_s": args.read_budget,
                 "timeout_s": args.timeout,
+                "store": args.store,
             },
             "started_at": datetime.now(timezone.utc).isoformat(),
             "figures": {name: {} for name in FIGURES},
@@ -164,6 +184,24 @@ class Suite:
         server.stop()
         if server in self.running:
             self.running.remove(server)
+
+    def store_url(self) -> str | None:
+        """For ``--store postgres``, a database URL on a schema of its own."""
+        if self.args.store != "postgres":
+            return None
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.args.database_url, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+        self.schemas.append(schema)
+        return f"{self.args.database_url}?options=-csearch_path%3D{schema}"
+
+    def drop_schemas(self) -> None:
+        if not self.schemas:
+            return
+        with psycopg.connect(self.args.database_url, autocommit=True) as connection:
+            for schema in self.schemas:
+                connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        self.schemas.clear()
 
     def stop_all(self) -> None:
         for server in list(self.running):
@@ -200,7 +238,10 @@ class Suite:
                 break
             self.source.reset(size)
             service = Service(
-                self.folder / f"size-{size}-run-{r + 1}", self.source, self.args.timeout
+                self.folder / f"size-{size}-run-{r + 1}",
+                self.source,
+                self.args.timeout,
+                self.store_url(),
             )
             try:
                 self.start(service)
@@ -422,7 +463,8 @@ def finish(suite: Suite, json_path: Path, began: float) -> None:
     suite.results["duration_s"] = round(time.monotonic() - began, 1)
     write_json(suite.results, json_path)
     print(format_table(suite.results))
-    print(f"\n{suite.results['duration_s']} s; results in {json_path}")
+    store = suite.results["settings"]["store"]
+    print(f"\n{suite.results['duration_s']} s, {store} store; results in {json_path}")
     for problem in suite.results["problems"]:
         print(f"problem: {problem}")
 
@@ -455,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         done.set()
         suite.stop_all()
+        suite.drop_schemas()
         suite.source.stop()
         finish(suite, json_path, began)
         if args.keep:
