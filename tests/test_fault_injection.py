@@ -8,7 +8,8 @@ demand:
 - a burst of add/modify/delete webhooks survives ``kill -9`` of single workers
   and of the whole server (master and workers): afterwards every store file is
   whole JSON, there is no dead letter, every accepted event was delivered, and
-  the catalog is exactly what the source says;
+  the catalog is exactly what the source says, on the file store and on the
+  PostgreSQL store (when a database is reachable);
 - a source that fails every other request still ends with every event applied;
 - a frob whose source always fails makes exactly one dead letter, which the
   admin can replay once the source is fixed;
@@ -49,6 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 import yaml
@@ -254,6 +256,7 @@ class Service:
     folder: Path
     config_path: Path
     port: int
+    database_url: str | None = None  # the PostgreSQL store's, if it is used
     process: subprocess.Popen | None = field(default=None, repr=False)
     log_paths: list[Path] = field(default_factory=list)
 
@@ -268,6 +271,14 @@ class Service:
     @property
     def log_path(self) -> Path:
         return self.log_paths[-1]
+
+    def stored_refs(self) -> set[str]:
+        """The refs stored, read without the service: files, or database rows."""
+        if self.database_url is None:
+            return set(stored_records(self.store_path))
+        with psycopg.connect(self.database_url) as connection:
+            rows = connection.execute("SELECT ref FROM catalog_entities").fetchall()
+        return {ref for (ref,) in rows}
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
@@ -365,6 +376,7 @@ def service_config(
     schedule: dict,
     retry: dict | None = None,
     admin_token: str | None = None,
+    database_url: str | None = None,
 ) -> dict:
     base = f"http://127.0.0.1:{server.port}/{ENV}"
     events: dict[str, Any] = {"http": {"topics": ["frobs"]}}
@@ -388,6 +400,8 @@ def service_config(
     }
     if admin_token:
         config["backend"] = {"auth": {"adminToken": admin_token}}
+    if database_url:
+        config["catalog"]["store"].update(type="postgres", url=database_url)
     return config
 
 
@@ -456,13 +470,16 @@ def services(request, tmp_path: Path, frobs_server: HTTPServer):
     """Start services for a test; always stopped; their logs shown on failure."""
     started: list[Service] = []
 
-    def start(schedule: dict, **options: Any) -> Service:
+    def start(schedule: dict, store: str = "file", **options: Any) -> Service:
         folder = tmp_path / f"service-{len(started) + 1}"
         folder.mkdir()
         config_path = folder / "app-config.yaml"
-        config = service_config(folder, frobs_server, schedule, **options)
+        url = request.getfixturevalue("postgres_url") if store == "postgres" else None
+        config = service_config(
+            folder, frobs_server, schedule, database_url=url, **options
+        )
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        service = Service(folder, config_path, free_port())
+        service = Service(folder, config_path, free_port(), url)
         started.append(service)
         return launch(service)
 
@@ -484,7 +501,7 @@ def every_store_file_is_json(service: Service) -> int:
         except ValueError as exc:
             pytest.fail(f"{path} is not whole JSON: {exc}")
         parsed += 1
-    assert stored_records(service.store_path), "the store holds no entity"
+    assert service.stored_refs(), "the store holds no entity"
     return parsed
 
 
@@ -573,12 +590,14 @@ def expected_catalog(
     return expected
 
 
+@pytest.mark.parametrize("store", ["file", "postgres"])
 def test_a_burst_survives_kill_9_of_workers_and_of_the_whole_server(
-    services, source: FrobsSource
+    services, source: FrobsSource, store: str
 ):
     rng = random.Random(seed_for("burst"))
     service = services(
         NO_SYNC,
+        store,
         retry={
             "maxAttempts": 20,
             "initialDelay": {"milliseconds": 200},
@@ -771,7 +790,7 @@ def test_a_burst_survives_kill_9_of_workers_and_of_the_whole_server(
     assert not strangers, strangers
 
     served_refs = {ref_of(e) for e in served}
-    assert served_refs == set(stored_records(service.store_path))
+    assert served_refs == service.stored_refs()
 
     # The premises: the crash left accepted events to finish, and they were.
     assert len(kills) == WORKER_KILLS + 1
