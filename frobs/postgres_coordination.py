@@ -10,7 +10,6 @@ migrations).  Nothing here decides when a task runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Iterator
 import psycopg
 
 from .coordination import Coordination
+from .database import Database, try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,12 @@ _LEAD = "frobs scheduler: lead"
 
 class PostgresCoordination(Coordination):
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.database = Database(url, pool_size=2, name="frobs-scheduler")
         self._leading: psycopg.Connection | None = None
 
     def try_lead(self) -> bool:
-        connection = psycopg.connect(self.url, autocommit=True)
-        if _try_lock(connection, _LEAD):
+        connection = self.database.dedicated()
+        if try_lock(connection, _LEAD):
             self._leading = connection
             return True
         connection.close()
@@ -55,11 +55,11 @@ class PostgresCoordination(Coordination):
 
     @contextmanager
     def run_claim(self, task_id: str) -> Iterator[bool]:
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            yield _try_lock(connection, f"frobs scheduler: run {task_id}")
+        with self.database.dedicated() as connection:
+            yield try_lock(connection, f"frobs scheduler: run {task_id}")
 
     def save_state(self, state: dict) -> None:
-        with psycopg.connect(self.url, autocommit=True) as connection:
+        with self.database.connection() as connection:
             connection.cursor().executemany(
                 "INSERT INTO scheduler_tasks (task_id, state) VALUES (%s, %s)"
                 " ON CONFLICT (task_id) DO UPDATE SET state = EXCLUDED.state",
@@ -67,7 +67,7 @@ class PostgresCoordination(Coordination):
             )
 
     def saved_state(self) -> dict:
-        with psycopg.connect(self.url, autocommit=True) as connection:
+        with self.database.connection() as connection:
             rows = connection.execute(
                 "SELECT task_id, state::text FROM scheduler_tasks"
                 " WHERE state IS NOT NULL"
@@ -75,7 +75,7 @@ class PostgresCoordination(Coordination):
         return {task_id: json.loads(state) for task_id, state in rows}
 
     def trigger(self, task_id: str) -> None:
-        with psycopg.connect(self.url, autocommit=True) as connection:
+        with self.database.connection() as connection:
             connection.execute(
                 "INSERT INTO scheduler_tasks (task_id, triggered) VALUES (%s, true)"
                 " ON CONFLICT (task_id) DO UPDATE SET triggered = true",
@@ -92,10 +92,3 @@ class PostgresCoordination(Coordination):
             (task_id,),
         ).fetchone()
         return row is not None
-
-
-def _try_lock(connection: psycopg.Connection, name: str) -> bool:
-    """A session advisory lock named ``name``, if free."""
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    (taken,) = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    return bool(taken)

@@ -34,7 +34,8 @@ from frobs.app import create_app
 from frobs.catalog import postgres_store
 from frobs.catalog.apply import apply_mutation
 from frobs.catalog.mutation import DeferredEntity, DeltaMutation, FullMutation
-from frobs.catalog.postgres_store import DatabaseUnavailable, PostgresStore
+from frobs.catalog.postgres_store import PostgresStore
+from frobs.database import Database, DatabaseUnavailable
 from frobs.config import ConfigError, Config
 
 WORKERS = 2
@@ -98,7 +99,7 @@ def test_an_instance_behind_the_changes_kept_reads_everything_again(
 
 
 def test_an_unreachable_database_is_a_clear_error():
-    with pytest.raises(DatabaseUnavailable, match="cannot reach the catalog database"):
+    with pytest.raises(DatabaseUnavailable, match="cannot reach the database"):
         PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
 
 
@@ -217,8 +218,8 @@ def test_readiness_says_not_ready_when_the_database_stops_answering(
     assert client.get("/.backstage/health/v1/readiness").status_code == 200
     store = app.extensions["frobs"].store
     store.close()
-    store.url = f"postgresql://postgres@127.0.0.1:{free_port()}/gone"
-    store._pool_here().timeout = 1  # fail fast here; the pool's default is 30 s
+    store.database = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/gone")
+    store.database._pool_here().timeout = 1  # fail fast; the default is 30 s
     response = client.get("/.backstage/health/v1/readiness")
     assert response.status_code == 503
     assert response.get_json()["message"] == "the store is not writable"

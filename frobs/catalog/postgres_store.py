@@ -17,26 +17,24 @@ version, and commits, all or nothing.  Each worker keeps the catalog in a
 installs only the changes after its own, so its cost follows what changed.  A
 worker further behind than the changes kept reads every row again.
 
-Connections come from a psycopg pool, made in the process that uses it (a
-forked worker never shares its parent's).  The store decides nothing about
-what may be written: the mutation rules live in ``apply``.
+Connections come from a ``Database`` pool, made in the process that uses it.
+The store decides nothing about what may be written: the mutation rules live in
+``apply``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from .. import jsoncodec
 from ..bulk import BULK, collection_paused, settle
-from ..errors import ServiceUnavailableError
+from ..database import Database
 from ..metrics import STORE_WRITE_SECONDS
 from .memory import Change, MemoryCatalog, StagedTransaction
 from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
@@ -55,42 +53,27 @@ _MIGRATION_LOCK = 7_007_001
 _COLUMNS = "ref, location_key, source, hash, entity::text"
 
 
-class DatabaseUnavailable(ServiceUnavailableError):
-    """The database did not answer; nothing was changed by this request."""
-
-
 class PostgresStore(CatalogStore):
     def __init__(self, url: str, pool_size: int = 4) -> None:
         self.url = url
-        self.pool_size = pool_size
-        self._pool: ConnectionPool | None = None
-        self._pool_pid: int | None = None
-        self._pool_lock = threading.Lock()
+        self.database = Database(url, pool_size, name="frobs-catalog")
         self._cache_lock = threading.Lock()
         self._memory = MemoryCatalog()
         self._version = -1  # the database version the memory holds; -1: none
-        try:
-            with psycopg.connect(url) as connection:
-                migrate(connection)
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot reach the catalog database: {exc}"
-            ) from None
+        with self.database.dedicated() as connection:
+            migrate(connection)
 
     def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                self._pool.close()
-            self._pool = None
+        self.database.close()
 
     def check_writable(self) -> None:
-        with self._connection() as connection:
+        with self.database.connection() as connection:
             connection.execute("SELECT 1 FROM catalog_state FOR SHARE")
 
     # Reading
 
     def snapshot(self) -> CatalogSnapshot:
-        with self._connection() as connection, connection.transaction():
+        with self.database.connection() as connection, connection.transaction():
             connection.execute(
                 "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
             )
@@ -135,7 +118,7 @@ class PostgresStore(CatalogStore):
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
-        with self._connection() as connection:
+        with self.database.connection() as connection:
             with connection.transaction():
                 # The write lock, across every worker and instance, till commit.
                 connection.execute(
@@ -190,32 +173,6 @@ class PostgresStore(CatalogStore):
                 " pruned_up_to = GREATEST(pruned_up_to, %s) WHERE id = 1",
                 (version, max(pruned, 0)),
             )
-
-    # Connections
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        try:
-            with self._pool_here().connection() as connection:
-                yield connection
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"the catalog database did not answer: {exc}"
-            ) from None
-
-    def _pool_here(self) -> ConnectionPool:
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ConnectionPool(
-                    self.url,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    open=True,
-                    name="frobs-catalog",
-                    kwargs={"autocommit": True},
-                )
-                self._pool_pid = os.getpid()
-            return self._pool
 
 
 def migrate(connection: psycopg.Connection) -> list[str]:
