@@ -26,11 +26,14 @@ from .catalog.provider import EntityProvider, EntityProviderConnection
 from .catalog.query import CatalogQuery
 from .catalog.store import CatalogStore
 from .config import Config, ConfigError, load_config
+from .database import Database
 from .durations import parse_duration
 from .events.dead_letters_api import DeadLettersApi
 from .events.inbox import FileInbox
 from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
 from .events.ordering import EventOrder
+from .events.postgres_inbox import PostgresInbox
+from .events.postgres_ordering import PostgresEventOrder
 from .events.processor import DeliveryPolicy, EventProcessor
 from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
@@ -134,10 +137,8 @@ def build_runtime(config: Config) -> Runtime:
     events = EventsService()
     store_path = Path(config.get("catalog.store.path", "./data"))
     store = _store(config, store_path)
-    processor = EventProcessor(
-        events, FileInbox(store_path / "events"), _delivery_policy(config)
-    )
-    order = EventOrder(store_path / "events")
+    inbox, order = _event_files(store, store_path)
+    processor = EventProcessor(events, inbox, _delivery_policy(config))
 
     validators = topic_validators(config)
     topics = list(config.get("events.http.topics", [FROBS_TOPIC]))
@@ -193,6 +194,14 @@ def build_runtime(config: Config) -> Runtime:
             lambda cancelled, p=provider: _sync_summary(p, cancelled),
         )
     return runtime
+
+
+def _event_files(store: CatalogStore, path: Path):
+    """The inbox and the event order, kept where the catalog is."""
+    if isinstance(store, PostgresStore):
+        database = Database(store.url, pool_size=16, name="frobs-events")
+        return PostgresInbox(database), PostgresEventOrder(database)
+    return FileInbox(path / "events"), EventOrder(path / "events")
 
 
 def _scheduler(store: CatalogStore, path: Path) -> Scheduler:

@@ -44,6 +44,26 @@ class Database:
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"the database did not answer: {exc}") from None
 
+    @contextmanager
+    def advisory_lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the session advisory lock ``name`` on a pooled connection for the
+        block (yields False when not ``blocking`` and it is taken).  A dead
+        holder's lock goes with its connection."""
+        key = lock_key(name)
+        with self.connection() as connection:
+            if blocking:
+                connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+                held = True
+            else:
+                (held,) = connection.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (key,)
+                ).fetchone()
+            try:
+                yield bool(held)
+            finally:
+                if held:
+                    connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
     def dedicated(self) -> psycopg.Connection:
         """A connection of its own, in autocommit, for the caller to close."""
         try:
