@@ -11,7 +11,11 @@ and ``test_search_index``.  Tests here skip, saying why, without a database."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -26,6 +30,7 @@ from gunicorn_service import (
     read_log,
     spawn_gunicorn,
     stop_process,
+    wait_until,
     wait_until_serving,
 )
 from werkzeug.wrappers import Request, Response
@@ -112,93 +117,6 @@ def test_a_postgres_store_without_a_url_names_the_setting(monkeypatch, tmp_path)
         create_app(config, start_background=False)
 
 
-# Two service instances sharing one database
-
-
-def write_config(folder: Path, source_port: int, database_url: str) -> Path:
-    base = f"http://127.0.0.1:{source_port}/pg"
-    config = {
-        "events": {"http": {"topics": ["frobs"]}},
-        "catalog": {
-            "store": {"type": "postgres", "url": database_url, "path": str(folder)},
-            "providers": {
-                "frobs": {
-                    "pg": {
-                        "dataUrl": f"{base}/data",
-                        "itemUrl": f"{base}/items/{{id}}",
-                        "schedule": {
-                            "initialDelay": {"hours": 1},
-                            "frequency": {"hours": 1},
-                            "timeout": {"seconds": 30},
-                        },
-                    }
-                }
-            },
-        },
-    }
-    path = folder / "app-config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def test_two_instances_sharing_a_database_end_with_the_exact_catalog(
-    postgres_url, tmp_path
-):
-    def answer(request: Request) -> Response:
-        frob_id = request.path.rsplit("/", 1)[-1]
-        return json_response({"frobs": [component_frob(frob_id, owner="team-pg")]}, 200)
-
-    servers = serve_frobs(answer)
-    source = next(servers)
-    instances = []
-    try:
-        for number in range(2):
-            folder = tmp_path / f"instance-{number}"
-            folder.mkdir()
-            config = write_config(folder, source.port, postgres_url)
-            port, log = free_port(), folder / "gunicorn.log"
-            process = spawn_gunicorn(config, port, log, WORKERS)
-            base_url = f"http://127.0.0.1:{port}"
-            instances.append((base_url, process, log))
-            wait_until_serving(
-                process,
-                base_url,
-                log,
-                WORKERS,
-                30,
-                lambda: last_lines(read_log(log), 40),
-            )
-
-        def send(number: int) -> int:
-            base_url = instances[number % 2][0]
-            body = {"type": "add", "id": f"burst-{number:02d}"}
-            return http(
-                "POST", f"{base_url}/api/events/http/frobs", json=body
-            ).status_code
-
-        with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(send, range(60)))
-        assert statuses == [202] * 60
-
-        expected = [f"burst-{n:02d}" for n in range(60)]
-        for base_url, _, _ in instances:
-            names = sorted(
-                e["metadata"]["name"]
-                for e in http("GET", f"{base_url}/api/catalog/entities").json()
-            )
-            assert names == expected
-        with psycopg.connect(postgres_url) as connection:
-            rows = connection.execute(
-                "SELECT ref, entity::text FROM catalog_entities ORDER BY ref"
-            ).fetchall()
-        assert [ref for ref, _ in rows] == [f"component:default/{n}" for n in expected]
-        assert all(json.loads(text)["spec"]["owner"] == "team-pg" for _, text in rows)
-    finally:
-        for _, process, _ in instances:
-            stop_process(process)
-        next(servers, None)
-
-
 def test_readiness_says_not_ready_when_the_database_stops_answering(
     postgres_url, tmp_path
 ):
@@ -224,3 +142,141 @@ def test_readiness_says_not_ready_when_the_database_stops_answering(
     assert response.status_code == 503
     assert response.get_json()["message"] == "the store is not writable"
     store.close()
+
+
+# Two service instances sharing one database
+
+
+def write_config(
+    folder: Path, source_port: int, database_url: str, schedule: dict
+) -> Path:
+    base = f"http://127.0.0.1:{source_port}/pg"
+    config = {
+        "events": {"http": {"topics": ["frobs"]}},
+        "catalog": {
+            "store": {"type": "postgres", "url": database_url, "path": str(folder)},
+            "providers": {
+                "frobs": {
+                    "pg": {
+                        "dataUrl": f"{base}/data",
+                        "itemUrl": f"{base}/items/{{id}}",
+                        "schedule": {"timeout": {"seconds": 30}, **schedule},
+                    }
+                }
+            },
+        },
+    }
+    path = folder / "app-config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def answer(request: Request) -> Response:
+    """The Frobs stand-in: ``/pg/data`` lists two frobs; any other path is the
+    frob its last segment names."""
+    if request.path == "/pg/data":
+        frobs = [component_frob(f"listed-{n}", owner="team-pg") for n in range(2)]
+        return json_response({"frobs": frobs}, 200)
+    frob_id = request.path.rsplit("/", 1)[-1]
+    return json_response({"frobs": [component_frob(frob_id, owner="team-pg")]}, 200)
+
+
+@contextmanager
+def instances(tmp_path: Path, database_url: str, schedule: dict, count: int = 2):
+    """``count`` gunicorn instances (base URL, process, log) on one database."""
+    servers = serve_frobs(answer)
+    source = next(servers)
+    started = []
+    try:
+        for number in range(count):
+            folder = tmp_path / f"instance-{number}"
+            folder.mkdir()
+            config = write_config(folder, source.port, database_url, schedule)
+            port, log = free_port(), folder / "gunicorn.log"
+            process = spawn_gunicorn(config, port, log, WORKERS)
+            base_url = f"http://127.0.0.1:{port}"
+            started.append((base_url, process, log))
+            wait_until_serving(
+                process,
+                base_url,
+                log,
+                WORKERS,
+                30,
+                lambda: last_lines(read_log(log), 40),
+            )
+        yield started
+    finally:
+        for _, process, _ in started:
+            stop_process(process)
+        next(servers, None)
+
+
+NO_SYNC = {"initialDelay": {"hours": 1}, "frequency": {"hours": 1}}
+
+
+def test_two_instances_sharing_a_database_end_with_the_exact_catalog(
+    postgres_url, tmp_path
+):
+    with instances(tmp_path, postgres_url, NO_SYNC) as started:
+
+        def send(number: int) -> int:
+            base_url = started[number % 2][0]
+            body = {"type": "add", "id": f"burst-{number:02d}"}
+            return http(
+                "POST", f"{base_url}/api/events/http/frobs", json=body
+            ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(60)))
+        assert statuses == [202] * 60
+
+        expected = [f"burst-{n:02d}" for n in range(60)]
+        for base_url, _, _ in started:
+            names = sorted(
+                e["metadata"]["name"]
+                for e in http("GET", f"{base_url}/api/catalog/entities").json()
+            )
+            assert names == expected
+        with psycopg.connect(postgres_url) as connection:
+            rows = connection.execute(
+                "SELECT ref, entity::text FROM catalog_entities ORDER BY ref"
+            ).fetchall()
+            waiting = connection.execute("SELECT count(*) FROM event_inbox").fetchone()
+        assert [ref for ref, _ in rows] == [f"component:default/{n}" for n in expected]
+        assert all(json.loads(text)["spec"]["owner"] == "team-pg" for _, text in rows)
+        assert waiting == (0,)
+
+
+def sync_starts(log: Path) -> list[int]:
+    """The pids of the workers that started a full sync, in order."""
+    return [
+        int(match[1])
+        for match in re.finditer(
+            r"^\S+ \S+ (\d+) INFO \S+: Task frobs-pg:refresh started$",
+            read_log(log),
+            re.MULTILINE,
+        )
+    ]
+
+
+def test_one_instance_runs_the_syncs_and_the_other_takes_over_when_it_is_killed(
+    postgres_url, tmp_path
+):
+    every_second = {"initialDelay": {"seconds": 0}, "frequency": {"seconds": 1}}
+    with instances(tmp_path, postgres_url, every_second) as started:
+        logs = [log for _, _, log in started]
+        wait_until(lambda: sum(len(sync_starts(log)) for log in logs) >= 3, 20, "syncs")
+        leaders = [number for number, log in enumerate(logs) if sync_starts(log)]
+        assert len(leaders) == 1, [sync_starts(log) for log in logs]
+        (leader,) = leaders
+        follower_log = logs[1 - leader]
+        assert len(set(sync_starts(logs[leader]))) == 1  # one worker of that one
+
+        os.killpg(started[leader][1].pid, signal.SIGKILL)  # master and workers
+        started[leader][1].wait(10)
+        wait_until(lambda: len(sync_starts(follower_log)) >= 2, 30, "a takeover")
+        with psycopg.connect(postgres_url) as connection:
+            names = connection.execute(
+                "SELECT ref FROM catalog_entities ORDER BY ref"
+            ).fetchall()
+        assert names == [(f"component:default/listed-{n}",) for n in range(2)]
