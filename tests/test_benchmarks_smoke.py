@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchmarks.report import format_comparison, format_table
 from stores import postgres_or_skip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,3 +69,7 @@ def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(
     assert len(figures["reads"]["kinds"]) == 5, output
     assert "| figure |" in finished.stdout, output
     assert results["settings"]["store"] == store, output
+
+    compared = format_comparison([results, results]).splitlines()
+    assert compared[0] == f"| figure | case | {store} | {store} |"
+    assert len(compared) == len(format_table(results).splitlines())

@@ -52,6 +52,9 @@ _MIGRATION_LOCK = 7_007_001
 
 _COLUMNS = "ref, location_key, source, hash, entity::text"
 
+#: Rows written per statement: a full sync's are never all encoded at once.
+_BATCH = 1000
+
 
 class PostgresStore(CatalogStore):
     def __init__(self, url: str, pool_size: int = 4) -> None:
@@ -95,11 +98,12 @@ class PostgresStore(CatalogStore):
             return  # what nearly every request finds: nothing new
         with collection_paused():
             if self._version < pruned_up_to or self._version < 0:
-                rows = connection.execute(f"SELECT {_COLUMNS} FROM catalog_entities")
+                rows = _streamed(connection, f"SELECT {_COLUMNS} FROM catalog_entities")
                 self._memory.replace(_record(row) for row in rows)
                 installed = BULK
             else:
-                rows = connection.execute(
+                rows = _streamed(
+                    connection,
                     f"SELECT c.ref, {_COLUMNS.replace('ref, ', '')} "
                     "FROM catalog_changes c LEFT JOIN catalog_entities e "
                     "ON e.ref = c.ref WHERE c.version > %s ORDER BY c.version",
@@ -146,16 +150,18 @@ class PostgresStore(CatalogStore):
         puts = [r for r in staged.staged.values() if r is not None]
         deletes = [ref for ref, r in staged.staged.items() if r is None]
         with connection.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO catalog_entities (ref, location_key, source, hash, entity)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (ref) DO UPDATE SET"
-                " location_key = EXCLUDED.location_key, source = EXCLUDED.source,"
-                " hash = EXCLUDED.hash, entity = EXCLUDED.entity",
-                [
-                    (r.ref, r.location_key, r.source, r.hash, unpack(r.packed).decode())
-                    for r in puts
-                ],
-            )
+            for start in range(0, len(puts), _BATCH):  # a batch at a time
+                cursor.executemany(
+                    "INSERT INTO catalog_entities"
+                    " (ref, location_key, source, hash, entity)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (ref) DO UPDATE SET"
+                    " location_key = EXCLUDED.location_key, source = EXCLUDED.source,"
+                    " hash = EXCLUDED.hash, entity = EXCLUDED.entity",
+                    [
+                        (r.ref, r.location_key, r.source, r.hash, _text(r))
+                        for r in puts[start : start + _BATCH]
+                    ],
+                )
             if deletes:
                 cursor.execute(
                     "DELETE FROM catalog_entities WHERE ref = ANY(%s)", (deletes,)
@@ -197,6 +203,21 @@ def migrate(connection: psycopg.Connection) -> list[str]:
             applied_now.append(path.name)
             logger.info("Applied database migration %s", path.name)
     return applied_now
+
+
+def _streamed(
+    connection: psycopg.Connection, query: str, params: tuple = ()
+) -> Iterator[tuple]:
+    """The rows of ``query``, fetched a few thousand at a time (a server-side
+    cursor, inside the caller's transaction), never all at once."""
+    with connection.cursor(name="frobs_catalog_rows") as cursor:
+        cursor.itersize = 2000
+        cursor.execute(query, params)
+        yield from cursor
+
+
+def _text(record: StoredEntity) -> str:
+    return unpack(record.packed).decode()
 
 
 def _record(row: tuple) -> StoredEntity:

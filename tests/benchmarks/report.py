@@ -194,3 +194,26 @@ def format_table(results: dict) -> str:
             _row("peak memory", f"{_size(size)} stored, master VmHWM MiB", stat, 0)
         )
     return "\n".join(lines)
+
+
+def format_comparison(results: list[dict]) -> str:
+    """Several runs' medians side by side, a column each, named by its store."""
+    columns = [r.get("settings", {}).get("store", "file") for r in results]
+    medians: list[dict[tuple[str, str], str]] = []
+    cases: dict[tuple[str, str], str] = {}
+    for result in results:
+        found = {}
+        for line in format_table(result).splitlines()[2:]:
+            figure, case, median = [c.strip() for c in line.strip("|").split("|")][:3]
+            key = (figure, case.rsplit(" (", 1)[0])  # counts in brackets may differ
+            cases.setdefault(key, case)
+            found[key] = median
+        medians.append(found)
+    lines = [
+        "| figure | case | " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for key, case in cases.items():
+        cells = [found.get(key, "-") for found in medians]
+        lines.append(f"| {key[0]} | {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
