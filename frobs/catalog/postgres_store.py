@@ -37,8 +37,8 @@ from ..bulk import BULK, collection_paused, settle
 from ..database import Database
 from ..metrics import STORE_WRITE_SECONDS
 from .memory import Change, MemoryCatalog, StagedTransaction
-from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
 from .packed import unpack
+from .store import CatalogSnapshot, CatalogStore, StoredEntity, StoreTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,20 @@ class PostgresStore(CatalogStore):
     # Reading
 
     def snapshot(self) -> CatalogSnapshot:
-        with self.database.connection() as connection, connection.transaction():
-            connection.execute(
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
-            )
+        with self.database.connection() as connection:
+            (latest,) = connection.execute(
+                "SELECT version FROM catalog_state WHERE id = 1"
+            ).fetchone()
             with self._cache_lock:
-                self._catch_up(connection)
-                return self._memory.snapshot
+                if latest == self._version:
+                    return self._memory.snapshot  # one query: nothing new
+            with connection.transaction():
+                connection.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                )
+                with self._cache_lock:
+                    self._catch_up(connection)
+                    return self._memory.snapshot
 
     def changes_since(self, version: int) -> set[str] | None:
         with self._cache_lock:
