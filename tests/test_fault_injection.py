@@ -371,7 +371,13 @@ class Service:
                 ).fetchall()
             return [json.loads(text) for (text,) in rows]
         folder = self.store_path / "events" / ("dead" if dead else "inbox")
-        return [json.loads(path.read_bytes()) for path in _json_files(folder)]
+        entries = []
+        for path in _json_files(folder):
+            try:
+                entries.append(json.loads(path.read_bytes()))
+            except FileNotFoundError:
+                continue  # delivered meanwhile
+        return entries
 
 
 def _alive(pid: int) -> bool:
