@@ -34,6 +34,7 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
         self._lock = threading.Lock()
+        self._schema: str | None = None
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -49,7 +50,7 @@ class Database:
         """Hold the session advisory lock ``name`` on a pooled connection for the
         block (yields False when not ``blocking`` and it is taken).  A dead
         holder's lock goes with its connection."""
-        key = lock_key(name)
+        key = self.lock_key(name)
         with self.connection() as connection:
             if blocking:
                 connection.execute("SELECT pg_advisory_lock(%s)", (key,))
@@ -63,6 +64,26 @@ class Database:
             finally:
                 if held:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def try_lock(self, connection: psycopg.Connection, name: str) -> bool:
+        """Take the session advisory lock ``name`` on ``connection`` if it is free."""
+        (taken,) = connection.execute(
+            "SELECT pg_try_advisory_lock(%s)", (self.lock_key(name),)
+        ).fetchone()
+        return bool(taken)
+
+    def lock_key(self, name: str) -> int:
+        """The advisory lock key for ``name`` in this service's schema.
+
+        Advisory locks are shared by the whole database, so the key is made of
+        the schema and the name: services on their own schemas of one database
+        never hold each other's locks.
+        """
+        if self._schema is None:
+            with self.connection() as connection:
+                (schema,) = connection.execute("SELECT current_schema()").fetchone()
+            self._schema = schema or ""
+        return lock_key(f"{self._schema}\0{name}")
 
     def dedicated(self) -> psycopg.Connection:
         """A connection of its own, in autocommit, for the caller to close."""
@@ -97,11 +118,3 @@ def lock_key(name: str) -> int:
     return int.from_bytes(
         hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
     )
-
-
-def try_lock(connection: psycopg.Connection, name: str) -> bool:
-    """Take the session advisory lock named ``name`` if it is free."""
-    (taken,) = connection.execute(
-        "SELECT pg_try_advisory_lock(%s)", (lock_key(name),)
-    ).fetchone()
-    return bool(taken)

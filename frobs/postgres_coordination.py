@@ -18,7 +18,7 @@ from typing import Iterator
 import psycopg
 
 from .coordination import Coordination
-from .database import Database, try_lock
+from .database import Database
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class PostgresCoordination(Coordination):
 
     def try_lead(self) -> bool:
         connection = self.database.dedicated()
-        if try_lock(connection, _LEAD):
+        if self.database.try_lock(connection, _LEAD):
             self._leading = connection
             return True
         connection.close()
@@ -56,7 +56,7 @@ class PostgresCoordination(Coordination):
     @contextmanager
     def run_claim(self, task_id: str) -> Iterator[bool]:
         with self.database.dedicated() as connection:
-            yield try_lock(connection, f"frobs scheduler: run {task_id}")
+            yield self.database.try_lock(connection, f"frobs scheduler: run {task_id}")
 
     def save_state(self, state: dict) -> None:
         with self.database.connection() as connection:

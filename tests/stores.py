@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import psycopg
 import pytest
@@ -33,16 +34,25 @@ def postgres_or_skip() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-def postgres_url():
-    """A database URL whose tables live in a fresh schema."""
+@contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A database URL whose tables live in a schema of their own, dropped after."""
     base = postgres_or_skip()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    yield f"{base}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(base, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url():
+    """A database URL whose tables live in a fresh schema."""
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -33,6 +33,7 @@ from gunicorn_service import (
     wait_until,
     wait_until_serving,
 )
+from stores import fresh_schema
 from werkzeug.wrappers import Request, Response
 
 from frobs.app import create_app
@@ -101,6 +102,30 @@ def test_an_instance_behind_the_changes_kept_reads_everything_again(
         ).fetchone()
     assert kept == 2
     writer.close(), reader.close()
+
+
+def test_advisory_locks_are_scoped_to_the_schema(postgres_url):
+    """Services on their own schemas of one database never hold each other's
+    locks; workers of one service (one schema) do."""
+    with fresh_schema() as other_url:
+        ours, same, other = (
+            Database(postgres_url),
+            Database(postgres_url),
+            Database(other_url),
+        )
+        held = ours.dedicated()
+        try:
+            assert ours.try_lock(held, "frobs scheduler: lead")
+            with same.dedicated() as connection:
+                assert not same.try_lock(connection, "frobs scheduler: lead")
+            with other.dedicated() as connection:
+                assert other.try_lock(connection, "frobs scheduler: lead")
+            with other.advisory_lock("frobs order: x", blocking=False) as taken:
+                assert taken
+        finally:
+            held.close()
+            for database in (ours, same, other):
+                database.close()
 
 
 def test_an_unreachable_database_is_a_clear_error():
