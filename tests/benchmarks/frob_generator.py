@@ -7,7 +7,10 @@ share each owner when ``n`` is a multiple of 100), tags, a description, a
 system, one or two ``dependsOn`` and a ``revision`` label.  The same arguments
 always give the same frob.
 
-``FrobsSource`` serves, over a threaded werkzeug server on 127.0.0.1:
+``FrobsSource`` serves, over a threaded ``http.server`` on 127.0.0.1 that keeps
+connections alive as a production server would (werkzeug's development server
+closes each connection after one answer, which made every read of the service
+open a new connection):
 
 - ``/bench/data``: the listing, frobs ``0 .. n-1`` at their current revision;
 - ``/bench/items/frob-<i>``: frob ``i`` at its current revision, for any ``i``
@@ -25,11 +28,8 @@ per change and cached, so serving 50,000 frobs costs one ``json.dumps``.
 from __future__ import annotations
 
 import json
-import logging
 import threading
-
-from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ENV = "bench"
 BASE_REVISION = "r0"
@@ -82,11 +82,27 @@ def document(frobs: list[dict]) -> bytes:
     return json.dumps({"frobs": frobs}, separators=(",", ":")).encode()
 
 
-class _KeepAlive(WSGIRequestHandler):
-    """HTTP/1.1, so connections are kept alive as a production server would
-    (werkzeug's own default closes each after one answer)."""
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with a ``Content-Length`` on every answer, so each connection
+    serves request after request."""
 
     protocol_version = "HTTP/1.1"
+    source: FrobsSource  # set on the subclass made by ``FrobsSource.start``
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.source.requests += 1
+        body = self.source._answer(self.path.partition("?")[0])
+        status = 200
+        if body is None:
+            body, status = b'{"message":"no such frob"}', 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # one line per request would drown the suite's own output
 
 
 class FrobsSource:
@@ -150,18 +166,6 @@ class FrobsSource:
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self._server.server_port}/{ENV}{path}"
 
-    def wsgi(self, environ, start_response):
-        request = Request(environ)
-        self.requests += 1
-        body = self._answer(request.path)
-        if body is None:
-            response = Response(
-                b'{"message":"no such frob"}', 404, content_type="application/json"
-            )
-        else:
-            response = Response(body, 200, content_type="application/json")
-        return response(environ, start_response)
-
     def _answer(self, path: str) -> bytes | None:
         parts = path.strip("/").split("/")
         if parts == [ENV, "data"]:
@@ -178,11 +182,9 @@ class FrobsSource:
         return None
 
     def start(self) -> None:
-        # werkzeug logs every request at INFO unless its logger says otherwise.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(
-            "127.0.0.1", 0, self.wsgi, threaded=True, request_handler=_KeepAlive
-        )
+        handler = type("FrobsSourceHandler", (_Handler,), {"source": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="frobs-source", daemon=True
         )
