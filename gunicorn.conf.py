@@ -39,8 +39,9 @@ control_socket_disable = True
 def on_starting(server):
     """Check the configuration once, in the master, before any worker starts.
 
-    Each problem is printed on its own line and gunicorn exits, instead of every
-    worker failing to boot with a traceback.
+    Each configuration problem is printed on its own line, or the database that
+    cannot be reached on one, and gunicorn exits, instead of every worker failing
+    to boot with a traceback.
     """
     metrics = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(metrics, ignore_errors=True)
@@ -48,12 +49,20 @@ def on_starting(server):
 
     from frobs.app import build_runtime
     from frobs.config import ConfigError, load_config
+    from frobs.database import DatabaseUnavailable
 
     try:
         build_runtime(load_config())
     except ConfigError as error:
-        sys.stderr.write(f"frobs: {error}\n")
-        sys.exit(1)
+        _refuse_to_start(str(error), metrics)
+    except DatabaseUnavailable as error:
+        _refuse_to_start(" ".join(str(error).split()), metrics)
+
+
+def _refuse_to_start(problem: str, metrics: str) -> None:
+    sys.stderr.write(f"frobs: {problem}\n")
+    shutil.rmtree(metrics, ignore_errors=True)  # gunicorn's on_exit will not run
+    sys.exit(1)
 
 
 def child_exit(server, worker):

@@ -133,7 +133,28 @@ def create_app(config: Config | None = None, start_background: bool = True) -> F
     return app
 
 
+def check_config(config: Config) -> None:
+    """Raise one ``ConfigError`` with every problem that building the service
+    from ``config`` would meet, without opening the store or anything else."""
+    checks = [
+        topic_validators,
+        github_providers,
+        lambda checked: frobs_providers(checked, None),
+    ]
+    if config.get("catalog.store.type", "file") == "postgres":
+        checks.append(database_url)
+    problems = []
+    for check in checks:
+        try:
+            check(config)
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+
+
 def build_runtime(config: Config) -> Runtime:
+    check_config(config)  # every problem at once, before anything is opened
     events = EventsService()
     store_path = Path(config.get("catalog.store.path", "./data"))
     store = _store(config, store_path)
@@ -213,17 +234,22 @@ def _scheduler(store: CatalogStore, path: Path) -> Scheduler:
 
 def _store(config: Config, path: Path) -> CatalogStore:
     if config.get("catalog.store.type", "file") == "postgres":
-        url = config.get("catalog.store.url") or os.environ.get("DATABASE_URL")
-        if not url:
-            raise ConfigError(
-                [
-                    f"{config.source_of('catalog.store.type')}: catalog.store.url: "
-                    "set it (or DATABASE_URL) to the database's URL, such as "
-                    "postgresql://user:password@host:5432/catalog"
-                ]
-            )
-        return PostgresStore(url)
+        return PostgresStore(database_url(config))
     return FileStore(path)
+
+
+def database_url(config: Config) -> str:
+    """The PostgreSQL store's URL: ``catalog.store.url``, or ``DATABASE_URL``."""
+    url = config.get("catalog.store.url") or os.environ.get("DATABASE_URL")
+    if not url:
+        raise ConfigError(
+            [
+                f"{config.source_of('catalog.store.type')}: catalog.store.url: "
+                "set it (or DATABASE_URL) to the database's URL, such as "
+                "postgresql://user:password@host:5432/catalog"
+            ]
+        )
+    return url
 
 
 def _delivery_policy(config: Config) -> DeliveryPolicy:

@@ -8,7 +8,10 @@ exit status.
 Commands:
 
 - ``frobs check-config``: the effective configuration, secrets masked, or every
-  problem with its key and file;
+  problem with its key and file.  It builds nothing and changes nothing, so it
+  can be run with a new version before an upgrade: the store is only looked at
+  (a PostgreSQL database is connected to and its pending migrations listed, not
+  applied; a store folder is never created);
 - ``frobs sync PROVIDER``: one full sync now, with progress and a summary;
 - ``frobs entities [--filter F] [REF]``: list entities (Backstage filters) or get one;
 - ``frobs dead-letters list``: the parked events, with every attempt's error;
@@ -22,29 +25,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import click
+import psycopg
 import requests
 
-from .app import build_runtime
+from . import app as service
+from .catalog.postgres_store import pending_migrations
 from .catalog.search import parse_filters
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config, masked
+from .database import DatabaseUnavailable
 from .errors import ServiceError
 from .events.webhook_security import topic_validators
-
-SECRET_KEYS = {"webhookSecret", "adminToken", "secrets"}
 
 
 def _runtime():
     try:
-        return build_runtime(load_config())
+        return service.build_runtime(load_config())
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    except DatabaseUnavailable as error:
+        raise click.ClickException(_one_line(str(error))) from None
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: the database driver's messages span several."""
+    return " ".join(text.split())
 
 
 def _print(data) -> None:
@@ -89,31 +100,72 @@ def replay_dead_letters(ids: tuple[str, ...], replay_all: bool) -> None:
 
 @main.command("check-config")
 def check_config() -> None:
-    """Print the effective configuration with secrets masked, or every problem."""
+    """Print the effective configuration with secrets masked, or every problem.
+
+    Changes nothing: the store is looked at, never created or migrated.
+    """
     try:
         config = load_config()
-        build_runtime(config)
+        service.check_config(config)
     except ConfigError as error:
         for problem in error.problems:
             click.echo(problem, err=True)
         sys.exit(1)
-    _print({"files": [str(f) for f in config.files], "config": _masked(config.data)})
+
+    store, summary = _store_status(config)
+    click.echo(summary, err=True)
+    _print(
+        {
+            "files": [str(f) for f in config.files],
+            "config": masked(config.data),
+            "store": store,
+        }
+    )
 
 
-def _masked(node, key: str = ""):
-    if key in SECRET_KEYS:
-        return "****" if not isinstance(node, list) else ["****" for _ in node]
-    if key == "url" and isinstance(node, str) and urlsplit(node).password:
-        parts = urlsplit(node)
-        netloc = f"{parts.username}:****@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else ""
+def _store_status(config: Config) -> tuple[dict, str]:
+    """The store as it stands, and a line saying so; exits 1 if the database
+    cannot be reached.  Only reads: a start of the service does the rest."""
+    if config.get("catalog.store.type", "file") != "postgres":
+        path = Path(config.get("catalog.store.path", "./data"))
+        exists = path.is_dir()
+        state = "exists" if exists else "does not exist yet; the service creates it"
+        return (
+            {"type": "file", "path": str(path), "exists": exists},
+            f"catalog store: folder {path} {state}",
         )
-        return urlunsplit(parts._replace(netloc=netloc))
-    if isinstance(node, dict):
-        return {k: _masked(v, k) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_masked(v) for v in node]
-    return node
+
+    try:
+        connection = psycopg.connect(
+            service.database_url(config), autocommit=True, connect_timeout=10
+        )
+    except psycopg.Error as error:
+        raise click.ClickException(
+            f"catalog database: cannot reach it ({_one_line(str(error))}); start "
+            "it, or correct catalog.store.url (or DATABASE_URL)"
+        ) from None
+    try:
+        with connection:
+            pending = pending_migrations(connection)
+    except psycopg.Error as error:
+        raise click.ClickException(
+            "catalog database: reachable, but which migrations it has cannot be "
+            f"read ({_one_line(str(error))}); grant the service's user access "
+            "to its schema"
+        ) from None
+
+    names = [name.removesuffix(".sql") for name in pending]
+    if names:
+        state = (
+            f"{len(names)} migration{'s' if len(names) != 1 else ''} pending "
+            f"({', '.join(names)}); they are applied when the service starts"
+        )
+    else:
+        state = "up to date, no migration pending"
+    return (
+        {"type": "postgres", "reachable": True, "pendingMigrations": names},
+        f"catalog database: reachable, {state}",
+    )
 
 
 @main.command()
@@ -215,12 +267,37 @@ def send(topic: str, file: Path, url: str, headers: tuple[str, ...]) -> None:
         sent[name.strip()] = value.strip()
     for validator in validators:
         sent.update(validator.sign(body))
-    response = requests.post(
-        f"{url.rstrip('/')}/api/events/http/{topic}",
-        data=body,
-        headers=sent,
-        timeout=30,
-    )
+    try:
+        response = requests.post(
+            f"{url.rstrip('/')}/api/events/http/{topic}",
+            data=body,
+            headers=sent,
+            timeout=30,
+        )
+    except requests.ConnectionError as error:
+        raise click.ClickException(
+            f"cannot reach {url}: {_unreachable(error)}; is the service running?"
+        ) from None
+    except requests.Timeout:
+        raise click.ClickException(f"{url} did not answer within 30 seconds") from None
     click.echo(f"{response.status_code} {response.text.strip()}")
     if response.status_code >= 300:
         sys.exit(1)
+
+
+def _unreachable(error: BaseException | None) -> str:
+    """Why a connection failed, in a few words, from what requests wraps."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, socket.gaierror):
+            return "no such host"
+        if isinstance(error, TimeoutError):
+            return "the connection timed out"
+        # requests keeps urllib3's error in args, urllib3 the socket's in reason.
+        wrapped = [getattr(error, "reason", None), *error.args, error.__cause__]
+        wrapped = [w for w in wrapped if isinstance(w, BaseException)]
+        error = wrapped[0] if wrapped else error.__context__
+    return "the connection failed"

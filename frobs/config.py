@@ -11,6 +11,11 @@ Every problem (a missing file, bad YAML, a missing variable, an unknown key, a
 value of the wrong type) is collected and raised together as one ``ConfigError``
 whose lines each name the key and the file.  Loading never starts anything and
 never logs a substituted value, since those are often secrets.
+
+``masked`` is the configuration as it may be shown (``frobs check-config``):
+every secret written ``****`` and a database URL's password too, except an empty
+secret (an unset ``${NAME:-}``), which is shown as ``""`` since it is skipped and
+hides nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import jsonschema
 import yaml
@@ -30,6 +36,10 @@ from .durations import parse_duration
 DEFAULT_FILES = ("config/app-config.yaml",)
 LOCAL_FILE = "config/app-config.local.yaml"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z"
+
+#: Keys whose values are secrets, whatever section they are in.
+SECRET_KEYS = frozenset({"webhookSecret", "adminToken", "secrets"})
+MASK = "****"
 
 Path_ = tuple[str, ...]
 
@@ -512,3 +522,30 @@ def _cron_problems(config: Config, key: str, value: dict) -> list[str]:
             f"{value['cron']!r} is not a cron expression"
         ]
     return []
+
+
+def masked(node: Any, key: str = "") -> Any:
+    """``node`` with every secret masked, for showing; ``key`` is the node's key.
+
+    An empty secret stays ``""``: it is skipped where secrets are used, and
+    masking it would suggest a secret is set.
+    """
+    if key in SECRET_KEYS:
+        if isinstance(node, list):
+            return [_masked_secret(secret) for secret in node]
+        return _masked_secret(node)
+    if key == "url" and isinstance(node, str) and urlsplit(node).password:
+        parts = urlsplit(node)
+        netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return urlunsplit(parts._replace(netloc=netloc))
+    if isinstance(node, dict):
+        return {k: masked(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [masked(v) for v in node]
+    return node
+
+
+def _masked_secret(secret: Any) -> Any:
+    return secret if secret in ("", None) else MASK

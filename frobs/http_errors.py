@@ -29,6 +29,15 @@ _HTTP_ERROR_NAMES = {
 }
 
 
+def _too_large(limit: int | None) -> str:
+    """The same words as the webhook ingress's, for every other body."""
+    size = f"{limit} bytes" if limit is not None else "the limit"
+    return (
+        f"The request body is larger than {size} (events.http.maxBodyBytes); "
+        "send a smaller body or raise the limit"
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     def envelope(name: str, message: str, status: int):
         body = error_envelope(
@@ -45,9 +54,7 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = (
-                "The request body is larger than the limit (events.http.maxBodyBytes)"
-            )
+            message = _too_large(request.max_content_length)
         response, status = envelope(
             _HTTP_ERROR_NAMES.get(status, "Error"), message, status
         )

@@ -3,19 +3,20 @@ where it cannot.
 
 ``encode`` gives compact UTF-8 bytes (``encode_kept`` without spare room),
 ``canonical`` the same with every object's keys sorted (for content hashes),
-``decode`` parses bytes or text, and ``decode_large`` parses a large document
-with the least memory.  ``orjson`` refuses integers beyond 64 bits, which the
-standard library then encodes and parses, so no JSON value is refused here that
-``json`` accepts; both give the same bytes for what both can encode, so a hash
-does not depend on which one made it.  ``orjson`` writes NaN and the
-infinities as ``null``, as JSON has no other way to say them.  Nothing here
-keeps state.
+``decode`` parses bytes or text, ``decode_large`` parses a large document
+with the least memory, and ``encode_array`` writes an array of any length in
+chunks, each value encoded only when it is reached.  ``orjson`` refuses
+integers beyond 64 bits, which the standard library then encodes and parses,
+so no JSON value is refused here that ``json`` accepts; both give the same
+bytes for what both can encode, so a hash does not depend on which one made
+it.  ``orjson`` writes NaN and the infinities as ``null``, as JSON has no
+other way to say them.  Nothing here keeps state.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import orjson
 
@@ -25,6 +26,38 @@ def encode(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+#: About how many bytes ``encode_array`` gathers before it hands a chunk on.
+CHUNK_BYTES = 64 * 1024
+
+
+def encode_array(
+    values: Iterable[Any],
+    before: bytes = b"",
+    after: bytes = b"",
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[bytes]:
+    """The JSON array of ``values``, between ``before`` and ``after`` (such as
+    ``b'{"items":'`` and ``b"}"``), in chunks of about ``chunk_bytes``.
+
+    Values are taken from ``values`` one at a time as the chunks are consumed, so
+    an answer of any length holds one chunk and one value in memory, never the
+    whole document.  The bytes are those ``encode`` gives for the whole list.
+    """
+    chunk = bytearray(before)
+    chunk += b"["
+    separator = b""
+    for value in values:
+        chunk += separator
+        chunk += encode(value)
+        separator = b","
+        if len(chunk) >= chunk_bytes:
+            yield bytes(chunk)
+            chunk.clear()
+    chunk += b"]"
+    chunk += after
+    yield bytes(chunk)
 
 
 def encode_kept(value: Any) -> bytes:

@@ -89,7 +89,10 @@ def metrics_blueprint(store: CatalogStore) -> Blueprint:
             from prometheus_client import REGISTRY
 
             output = generate_latest(REGISTRY)
-        return Response(output + _catalog_metrics(store), mimetype=CONTENT_TYPE_LATEST)
+        # The type names its charset already; as a mimetype it would get a second.
+        return Response(
+            output + _catalog_metrics(store), content_type=CONTENT_TYPE_LATEST
+        )
 
     return blueprint
 

@@ -12,6 +12,11 @@ Each run happens on its own thread; if it outlives its timeout, it is abandoned:
 its ``cancelled`` event is set so it applies nothing more, the run is reported as
 timed out, and the schedule goes on.
 
+A run that fails for an expected reason (its source cannot be read, or the
+catalog database does not answer) is one error line with the task and the
+reason, since it will recur at every run until someone fixes the source; any
+other failure is logged with its traceback.
+
 ``start`` must be called after gunicorn forks, in the worker (``gunicorn.conf.py``
 does this), never in the master: a thread started before the fork would live in
 the master only.
@@ -31,14 +36,19 @@ from typing import Callable
 import schedule
 from croniter import croniter
 from .coordination import Coordination, FileCoordination
+from .database import DatabaseUnavailable
 from .errors import ConflictError, NotFoundError, RefusedError
 from .metrics import SYNC_RUNS, SYNC_SECONDS
 from .provenance import caused_by
+from .reading import ReadFailed
 
 logger = logging.getLogger(__name__)
 
 LEADER_RETRY_SECONDS = 5.0
 TICK_SECONDS = 0.2
+
+#: Failures whose message says it all: logged without a traceback.
+EXPECTED_FAILURES = (ReadFailed, DatabaseUnavailable)
 
 
 @dataclass(frozen=True)
@@ -220,8 +230,10 @@ class Scheduler:
                 run.error = f"{type(exc).__name__}: {exc}"
                 if run.outcome == "refused":
                     logger.warning("Task %s was refused: %s", task.id, exc)
+                elif isinstance(exc, EXPECTED_FAILURES):
+                    logger.error("Task %s failed: %s", task.id, run.error)
                 else:
-                    logger.exception("Task %s failed", task.id)
+                    logger.exception("Task %s failed: %s", task.id, run.error)
 
         worker = threading.Thread(target=body, name=f"task-{task.id}", daemon=True)
         worker.start()

@@ -107,11 +107,14 @@ def spawn_gunicorn(
     The log is truncated, or appended to with ``append``.  ``app`` is the WSGI
     app gunicorn serves (the benchmarks' floor app is another).
     """
+    env = service_env(config_path, log_level)
+    # Beside the log, not in /tmp: a master killed with -9 cannot remove it.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(log_path.parent / f"metrics-{port}")
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(
             gunicorn_command(port, workers, extra, app),
             cwd=REPO_ROOT,
-            env=service_env(config_path, log_level),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

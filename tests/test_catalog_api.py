@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+
 import pytest
 from flask import Flask
 from test_backstage_examples import load
 
+from frobs import jsoncodec
 from frobs.catalog.api import CatalogApi
 from frobs.http_errors import register_error_handlers
 
@@ -144,10 +148,138 @@ def test_by_refs_with_a_filter_nulls_what_does_not_match(client):
     assert items[0] is None and items[1]["metadata"]["name"] == "artist-lookup"
 
 
-@pytest.mark.parametrize("body", [None, {}, {"entityRefs": "x"}, {"entityRefs": [1]}])
-def test_by_refs_needs_a_list_of_refs(client, body):
-    response = client.post("/api/catalog/entities/by-refs", json=body)
+MALFORMED = (
+    "Malformed request body (did you remember to specify an application/json "
+    "content type?), Validation error: "
+)
+
+#: By-refs bodies that are refused, and what the message says after Backstage's
+#: opening words.
+BAD_BATCHES = {
+    "no entityRefs": (b"{}", 'Required at "entityRefs"'),
+    "entityRefs a string": (
+        b'{"entityRefs": "x"}',
+        'Expected array, received string at "entityRefs"',
+    ),
+    "entityRefs null": (
+        b'{"entityRefs": null}',
+        'Expected array, received null at "entityRefs"',
+    ),
+    "items that are no strings": (
+        b'{"entityRefs": [1, null, {}]}',
+        'Expected string, received number at "entityRefs[0]"; '
+        'Expected string, received null at "entityRefs[1]"; '
+        'Expected string, received object at "entityRefs[2]"',
+    ),
+    "many items that are no strings": (
+        b'{"entityRefs": ["a", true, [], 2.5, 3, 4]}',
+        'Expected string, received boolean at "entityRefs[1]"; '
+        'Expected string, received array at "entityRefs[2]"; '
+        'Expected string, received number at "entityRefs[3]"; '
+        'and 2 more items of "entityRefs" that are no strings',
+    ),
+    "fields no list": (
+        b'{"entityRefs": [], "fields": "kind"}',
+        'Expected array, received string at "fields"',
+    ),
+    "fields that are no strings": (
+        b'{"entityRefs": [], "fields": ["kind", 5]}',
+        'Expected string, received number at "fields[1]"',
+    ),
+    "a body that is an array": (b"[]", "Expected object, received array"),
+    "a body that is null": (b"null", "Expected object, received null"),
+    "a body that is no JSON": (
+        b'{"entityRefs": [',
+        "the body is not valid JSON: Expecting value: line 1 column 17",
+    ),
+    "a body nested too deeply": (b"[" * 100_000, "the body is nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("body, detail", BAD_BATCHES.values(), ids=BAD_BATCHES.keys())
+def test_by_refs_says_what_is_wrong_with_the_body_and_where(client, body, detail):
+    response = client.post(
+        "/api/catalog/entities/by-refs", data=body, content_type="application/json"
+    )
     assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["name"] == "InputError"
+    assert error["message"].startswith(MALFORMED + detail), error["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_by_refs_without_a_json_content_type_says_so(client, content_type):
+    response = client.post(
+        "/api/catalog/entities/by-refs",
+        data=b'{"entityRefs": []}',
+        content_type=content_type,
+    )
+    assert response.status_code == 400
+    message = response.get_json()["error"]["message"]
+    assert message.startswith(MALFORMED + 'Required at "entityRefs"')
+    assert "send application/json" in message
+
+
+def test_by_refs_takes_null_fields_as_none(client):
+    response = client.post(
+        "/api/catalog/entities/by-refs",
+        json={"entityRefs": ["group:default/team-a"], "fields": None},
+    )
+    assert response.get_json()["items"][0]["kind"] == "Group"
+
+
+def test_by_refs_streams_its_answer_in_bounded_chunks(client):
+    refs = ["component:default/artist-lookup", "component:default/nope"] * 2000
+    response = client.post(
+        "/api/catalog/entities/by-refs",
+        json={"entityRefs": refs},
+        buffered=False,
+    )
+    assert response.is_streamed
+    assert response.headers["Content-Type"].startswith("application/json")
+    chunks = list(response.response)
+    assert len(chunks) > 10
+    assert max(len(c) for c in chunks) < 2 * jsoncodec.CHUNK_BYTES
+    items = json.loads(b"".join(chunks))["items"]
+    assert len(items) == 4000 and items[1] is None and items[3] is None
+    assert {i["metadata"]["name"] for i in items[::2]} == {"artist-lookup"}
+
+
+def test_by_refs_memory_does_not_grow_with_the_answer(client):
+    """20,000 refs make an answer of tens of megabytes; while it is sent, only a
+    chunk and an entity are held at once."""
+    refs = ["component:default/artist-lookup"] * 20_000
+    response = client.post(
+        "/api/catalog/entities/by-refs",
+        json={"entityRefs": refs},
+        buffered=False,
+    )
+    chunks = iter(response.response)
+    sent = len(next(chunks))
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            sent += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sent > 20_000_000
+    assert peak < 2_000_000, peak  # a few chunks, not the 30 MB answer
+
+
+def test_by_refs_over_the_size_limit_names_the_limit(tmp_path):
+    store, _ = load(tmp_path, resolve_placeholders=True)
+    app = Flask("test")
+    app.register_blueprint(CatalogApi(store).blueprint(), url_prefix="/api/catalog")
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    register_error_handlers(app)
+    response = app.test_client().post(
+        "/api/catalog/entities/by-refs",
+        json={"entityRefs": ["component:default/x"] * 100},
+    )
+    assert response.status_code == 413
+    message = response.get_json()["error"]["message"]
+    assert "larger than 1000 bytes (events.http.maxBodyBytes)" in message
 
 
 def test_facets_count_values_as_written(client):

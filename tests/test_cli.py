@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import psycopg
+from gunicorn_service import free_port
+
+from frobs.catalog.postgres_store import MIGRATIONS, PostgresStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,6 +128,76 @@ def test_check_config_lists_every_problem_with_key_and_file(tmp_path):
     assert "NOT_SET_ANYWHERE" in result.stderr
 
 
+def test_check_config_on_the_file_store_does_not_create_the_folder(tmp_path):
+    config = source_config(tmp_path)
+    result = run_cli("check-config", config=config)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "store").exists()
+    assert json.loads(result.stdout)["store"]["exists"] is False
+    assert "does not exist yet; the service creates it" in result.stderr
+
+
+def postgres_config(tmp_path: Path, url: str) -> Path:
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        "catalog:\n  store:\n    type: postgres\n"
+        f"    url: '{url}'\n    path: {tmp_path / 'store'}\n"
+    )
+    return config
+
+
+def test_check_config_lists_pending_migrations_and_applies_none(tmp_path, postgres_url):
+    config = postgres_config(tmp_path, postgres_url)
+    migrations = sorted(p.stem for p in MIGRATIONS.glob("*.sql"))
+
+    result = run_cli("check-config", config=config)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["store"]["pendingMigrations"] == migrations
+    assert (
+        f"catalog database: reachable, {len(migrations)} migrations pending "
+        f"({', '.join(migrations)}); they are applied when the service starts"
+    ) in result.stderr
+    with psycopg.connect(postgres_url) as connection:
+        (tables,) = connection.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+    assert tables == 0
+    assert not (tmp_path / "store").exists()
+
+    PostgresStore(postgres_url).close()
+    again = run_cli("check-config", config=config)
+    assert "catalog database: reachable, up to date" in again.stderr
+
+
+def test_an_unreachable_database_is_one_line_and_exit_1(tmp_path):
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    config = postgres_config(tmp_path, url)
+    for command in (["check-config"], ["entities"]):
+        result = run_cli(*command, config=config)
+        assert result.returncode == 1
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_config_reports_problems_of_the_parts_it_does_not_build(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        "catalog:\n  store:\n    type: postgres\n"
+        "  providers:\n    frobs:\n      dev:\n"
+        "        dataUrl: file:../../outside.json\n"
+    )
+    result = run_cli("check-config", config=config)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert any("catalog.store.url" in line for line in lines)
+    assert any("catalog.providers.frobs.dev" in line for line in lines)
+
+
 def test_sync_runs_a_full_sync_and_prints_a_summary(tmp_path):
     config = source_config(tmp_path)
     result = run_cli("sync", "frobs-dev", config=config)
@@ -202,3 +278,20 @@ def test_log_format_json_writes_one_json_object_per_line(tmp_path):
     records = [json.loads(line) for line in result.stderr.splitlines() if line]
     assert records and all({"level", "name", "message"} <= set(r) for r in records)
     assert any("applied add of frob ledger" in r["message"] for r in records)
+
+
+def test_send_with_nothing_listening_says_so_in_one_line(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = "http://127.0.0.1:%d" % probe.getsockname()[1]
+    payload = tmp_path / "add.json"
+    payload.write_text('{"type": "add", "id": "cart"}')
+
+    result = run_cli(
+        "send", "frobs", str(payload), "--url", url, config=source_config(tmp_path, "")
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: cannot reach {url}: connection refused; is the service running?"
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from frobs.config import ConfigError, load_config
+from frobs.config import ConfigError, load_config, masked
 from frobs.durations import parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -320,3 +320,52 @@ def test_schema_and_duration_problems_are_reported_together(tmp_path):
         load_config({"APP_CONFIG": path}, tmp_path)
     assert "unknown key 'events.htp'" in str(raised.value)
     assert "schedule.frequency" in str(raised.value)
+
+
+# A configuration fragment, and how ``check-config`` shows it.
+MASKED = {
+    "a set secret is masked": (
+        {"events": {"modules": {"github": {"webhookSecret": "hush"}}}},
+        {"events": {"modules": {"github": {"webhookSecret": "****"}}}},
+    ),
+    "an unset optional secret is shown empty": (
+        {"events": {"modules": {"github": {"webhookSecret": ""}}}},
+        {"events": {"modules": {"github": {"webhookSecret": ""}}}},
+    ),
+    "in a rotation list, only the set secrets are masked": (
+        {"signed": {"type": "hmac", "secrets": ["new", ""]}},
+        {"signed": {"type": "hmac", "secrets": ["****", ""]}},
+    ),
+    "an admin token": (
+        {"backend": {"auth": {"adminToken": "t0k"}}},
+        {"backend": {"auth": {"adminToken": "****"}}},
+    ),
+    "a database URL's password": (
+        {"store": {"url": "postgresql://frobs:pw@db:5432/frobs"}},
+        {"store": {"url": "postgresql://frobs:****@db:5432/frobs"}},
+    ),
+    "a database URL without a password is left alone": (
+        {"store": {"url": "postgresql://db/frobs"}},
+        {"store": {"url": "postgresql://db/frobs"}},
+    ),
+    "other values are left alone": (
+        {"events": {"http": {"topics": ["frobs"], "maxBodyBytes": 10}}},
+        {"events": {"http": {"topics": ["frobs"], "maxBodyBytes": 10}}},
+    ),
+}
+
+
+@pytest.mark.parametrize("data, shown", MASKED.values(), ids=MASKED.keys())
+def test_masked_hides_set_secrets_and_shows_unset_ones_empty(data, shown):
+    assert masked(data) == shown
+
+
+def test_an_unset_optional_secret_loads_empty_and_is_shown_empty(tmp_path):
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "events:\n  modules:\n    github:\n"
+        "      webhookSecret: ${FROBS_OLD_SECRET:-}\n",
+    )
+    config = load_config({"APP_CONFIG": path}, tmp_path)
+    assert masked(config.data)["events"]["modules"]["github"]["webhookSecret"] == ""

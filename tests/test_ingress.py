@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import logging
 
 import pytest
 
 from frobs.app import create_app
 from frobs.config import load_config
+from frobs.events.signatures import StandardWebhooksValidator
 
 
 @pytest.fixture
@@ -331,3 +334,171 @@ def test_a_chunked_body_over_the_limit_is_refused_not_cut_short(client, length):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert response.status_code == (202 if length <= 1024 else 413)
+
+
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"ingress-test-key").decode()
+
+
+@pytest.fixture
+def signed_app(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "events:\n  http:\n    topics: [signed]\n    signatures:\n      signed:\n"
+        f"        type: standard-webhooks\n        secrets: ['{STANDARD_SECRET}']\n"
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+    )
+    return create_app(load_config({"APP_CONFIG": str(path)}, tmp_path), False)
+
+
+def standard_headers(**overrides: str) -> dict:
+    signer = StandardWebhooksValidator([STANDARD_SECRET])
+    return {**JSON, **signer.sign(b'{"a": 1}'), **overrides}
+
+
+REFUSALS_LOGGED = {
+    "a timestamp that is a word": (
+        standard_headers(**{"webhook-timestamp": "yesterday"}),
+        "webhook-timestamp 'yesterday' is not a Unix time in seconds",
+    ),
+    "no webhook-id": (
+        {k: v for k, v in standard_headers().items() if k != "webhook-id"},
+        "the webhook-id header is missing",
+    ),
+    "a signature of another body": (
+        {**standard_headers(), "webhook-signature": "v1," + "A" * 44},
+        "no v1 signature in webhook-signature matches",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "headers, reason", REFUSALS_LOGGED.values(), ids=REFUSALS_LOGGED.keys()
+)
+def test_a_refusal_is_answered_and_logged_with_its_reason(
+    signed_app, caplog, headers, reason
+):
+    caplog.set_level(logging.INFO, logger="frobs")
+
+    response = signed_app.test_client().post(
+        "/api/events/http/signed", data=b'{"a": 1}', headers=headers
+    )
+
+    assert response.status_code == 403
+    assert reason in response.get_json()["message"]
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("Refused")]
+    assert line.levelno == logging.WARNING
+    assert line.getMessage() == (
+        "Refused event on topic signed: StandardWebhooksValidator answered 403: "
+        + response.get_json()["message"]
+    )
+    assert headers["webhook-signature"][3:] not in caplog.text
+
+
+# Each event that reaches no subscriber, and what its one info line must say.
+UNROUTED_LOGGED = {
+    "a frobs type nobody subscribes to": (
+        "frobs",
+        {"type": "frobnicate", "id": "a"},
+        {},
+        "No subscriber for topic frobs.frobnicate",
+    ),
+    "a frobs type going up": (
+        "frobs",
+        {"type": "../../x", "id": "a"},
+        {},
+        "its sub-topic '../../x' is not a topic name",
+    ),
+    "a frobs type with a NUL": (
+        "frobs",
+        {"type": "add\u0000", "id": "a"},
+        {},
+        "its sub-topic 'add\\x00' is not a topic name",
+    ),
+    "a frobs type with a newline": (
+        "frobs",
+        {"type": "add\nINFO forged line", "id": "a"},
+        {},
+        "its sub-topic 'add\\nINFO forged line' is not a topic name",
+    ),
+    "a frobs type of 500 characters": (
+        "frobs",
+        {"type": "x" * 500, "id": "a"},
+        {},
+        "its sub-topic '" + "x" * 56 + "... is not a topic name",
+    ),
+    "github without the event header": (
+        "github",
+        {"a": 1},
+        {},
+        "its request had no x-github-event header",
+    ),
+    "github with a header that is not a topic name": (
+        "github",
+        {"a": 1},
+        {"X-GitHub-Event": "push/../x"},
+        "its sub-topic 'push/../x' is not a topic name",
+    ),
+    "gitlab without a kind": (
+        "gitlab",
+        {"a": 1},
+        {},
+        "its payload has no non-empty string field 'object_kind' or 'event_name'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "topic, payload, headers, reason",
+    UNROUTED_LOGGED.values(),
+    ids=UNROUTED_LOGGED.keys(),
+)
+def test_an_unrouted_event_is_logged_once_with_the_reason(
+    app, client, caplog, topic, payload, headers, reason
+):
+    caplog.set_level(logging.INFO, logger="frobs")
+
+    response = client.post(
+        f"/api/events/http/{topic}",
+        data=json.dumps(payload),
+        headers={**JSON, **headers},
+    )
+
+    assert response.status_code == 202
+    assert app.received == []
+    (line,) = [
+        r
+        for r in caplog.records
+        if "did not route" in r.getMessage() or "No subscriber" in r.getMessage()
+    ]
+    assert line.levelno == logging.INFO
+    assert reason in line.getMessage()
+    assert "\n" not in line.getMessage() and "\x00" not in line.getMessage()
+    assert len(line.getMessage()) < 300
+
+
+FROBS_MESSAGES = {
+    "no id": ({"type": "add"}, '"id" must be a frob id', "the id is missing"),
+    "a null id": ({"type": "add", "id": None}, "DNS label", "got null"),
+    "a number id": ({"type": "add", "id": 5}, "DNS label", "got the number 5"),
+    "a boolean id": ({"type": "add", "id": True}, "DNS label", "got true"),
+    "an object id": ({"type": "add", "id": {}}, "DNS label", "got an object"),
+    "an upper-case id": ({"type": "add", "id": "Frob"}, "DNS label", 'got "Frob"'),
+    "no type": ({"id": "a"}, '"type" must be', "the type is missing"),
+    "a null type": ({"type": None, "id": "a"}, '"type" must be', "got null"),
+    "an empty type": ({"type": "", "id": "a"}, '"type" must be', "an empty string"),
+    "an array body": ([], "must be a JSON object", "got an array"),
+}
+
+
+@pytest.mark.parametrize(
+    "payload, rule, got", FROBS_MESSAGES.values(), ids=FROBS_MESSAGES.keys()
+)
+def test_a_refused_frobs_webhook_says_what_its_json_had(client, payload, rule, got):
+    response = client.post(
+        "/api/events/http/frobs", data=json.dumps(payload), headers=JSON
+    )
+
+    assert response.status_code == 400
+    message = response.get_json()["error"]["message"]
+    assert rule in message and message.endswith(got)
+    assert "None" not in message and "True" not in message

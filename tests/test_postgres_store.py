@@ -62,6 +62,26 @@ def test_migrations_are_applied_once_and_recorded(postgres_url):
         assert postgres_store.migrate(connection) == []
 
 
+def test_pending_migrations_lists_what_a_start_would_apply_and_changes_nothing(
+    postgres_url,
+):
+    every = [p.name for p in sorted(postgres_store.MIGRATIONS.glob("*.sql"))]
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert postgres_store.pending_migrations(connection) == every
+        assert postgres_store.pending_migrations(connection) == every
+        (tables,) = connection.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        assert tables == 0
+
+        postgres_store.migrate(connection)
+        assert postgres_store.pending_migrations(connection) == []
+        connection.execute(
+            "DELETE FROM schema_migrations WHERE name = %s", (every[-1],)
+        )
+        assert postgres_store.pending_migrations(connection) == [every[-1]]
+
+
 def test_another_instance_installs_only_what_a_commit_changed(postgres_url):
     writer, reader = PostgresStore(postgres_url), PostgresStore(postgres_url)
     apply_mutation(writer, "p", entities("a", "b", "c"))

@@ -250,6 +250,12 @@ def test_other_bodies_have_the_webhook_size_limit_too(app):
     assert response.get_json()["response"] == {"statusCode": 413}
 
 
+def test_metrics_are_served_as_prometheus_text_with_one_charset(app):
+    content_type = app.test_client().get("/metrics").headers["Content-Type"]
+    assert content_type.startswith("text/plain; version=")
+    assert content_type.count("charset=") == 1, content_type
+
+
 def test_metrics_count_what_happened(app):
     client = app.test_client()
     sync(app)

@@ -5,6 +5,7 @@ and a trigger asked of any of them is run by the leader."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -15,7 +16,9 @@ import pytest
 
 from frobs.catalog.postgres_store import PostgresStore
 from frobs.coordination import FileCoordination
+from frobs.database import DatabaseUnavailable
 from frobs.postgres_coordination import PostgresCoordination
+from frobs.reading import ReadFailed, ReadRefused, SourceNotFound
 from frobs.scheduler import ScheduledTask, Scheduler, TaskSchedule
 
 FAST = TaskSchedule(
@@ -74,6 +77,50 @@ def test_a_failing_task_is_reported_and_the_schedule_goes_on(tmp_path):
     task = ScheduledTask("broken", FAST, broken)
     run = Scheduler(tmp_path / "lock").run(task)
     assert run.outcome == "failed" and "source down" in run.error
+
+
+# Each failure, and whether its log line carries a traceback.
+FAILURES = {
+    "a source that does not answer": (
+        ReadFailed("reading http://frobs.test/data failed: MaxRetryError"),
+        False,
+    ),
+    "a source that is not there": (
+        SourceNotFound("http://frobs.test/data answered 404"),
+        False,
+    ),
+    "a source outside the allowed hosts": (
+        ReadRefused("http://elsewhere.test/data: host not allowed"),
+        False,
+    ),
+    "a catalog database that does not answer": (
+        DatabaseUnavailable("cannot reach the database: connection refused"),
+        False,
+    ),
+    "a bug": (KeyError("frobs"), True),
+}
+
+
+@pytest.mark.parametrize("error, traceback", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failed_run_is_one_error_line_unless_unexpected(
+    tmp_path, caplog, error, traceback
+):
+    def failing(cancelled):
+        raise error
+
+    caplog.set_level(logging.INFO, logger="frobs.scheduler")
+    run = Scheduler(tmp_path / "lock").run(
+        ScheduledTask("frobs-down:refresh", FAST, failing)
+    )
+
+    assert run.outcome == "failed"
+    (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.getMessage().startswith("Task frobs-down:refresh failed")
+    assert (line.exc_info is not None) is traceback
+    if not traceback:
+        assert line.getMessage() == (
+            f"Task frobs-down:refresh failed: {type(error).__name__}: {error}"
+        )
 
 
 @pytest.fixture(params=["file", "postgres"])

@@ -95,7 +95,8 @@ def test_an_unsigned_or_badly_signed_github_delivery_is_refused(app, signature):
         "/api/events/http/github", data=body, headers=headers
     )
     assert response.status_code == 403
-    assert response.get_json() == {"message": "invalid signature"}
+    (message,) = response.get_json().values()
+    assert message.startswith("invalid signature: the x-hub-signature-256 header")
     assert app.received == []
 
 
@@ -125,7 +126,8 @@ def test_a_gitlab_delivery_without_its_token_is_refused(app, token):
         "/api/events/http/gitlab", data=body, headers=headers
     )
     assert response.status_code == 403
-    assert response.get_json() == {"message": "invalid token"}
+    (message,) = response.get_json().values()
+    assert message.startswith("invalid token: the x-gitlab-token header")
 
 
 def test_a_gitlab_body_that_is_not_an_object_is_refused(app):

@@ -48,10 +48,8 @@ def test_github_signature_vectors(vector):
     )
     assert (verdict is None) is vector["valid"]
     if not vector["valid"]:
-        assert (verdict.status, verdict.payload) == (
-            403,
-            {"message": "invalid signature"},
-        )
+        assert verdict.status == 403
+        assert verdict.payload["message"].startswith("invalid signature: ")
 
 
 def sign(secret: str, body: bytes, algorithm: str = "sha256") -> bytes:
@@ -135,7 +133,7 @@ def test_gitlab_token(given, valid):
     )
     assert (verdict is None) is valid
     if not valid:
-        assert verdict.payload == {"message": "invalid token"}
+        assert verdict.payload["message"].startswith("invalid token: ")
 
 
 SECRET = "whsec_" + base64.b64encode(b"standard-webhooks-test-key").decode()
@@ -256,3 +254,127 @@ def test_what_a_validator_signs_it_accepts(validator):
     assert validator.validate(
         RequestDetails("t", BODY + b" ", headers)
     ) is not None or (isinstance(validator, TokenValidator))
+
+
+HMAC = HmacSignatureValidator("X-Signature", ["s3cret"], prefix="sha256=")
+GITLAB = TokenValidator("X-Gitlab-Token", ["tok-en"])
+
+
+def standard_validator() -> StandardWebhooksValidator:
+    return StandardWebhooksValidator([SECRET], clock=lambda: NOW)
+
+
+def without(headers: dict, name: str) -> dict:
+    return {k: v for k, v in headers.items() if k != name}
+
+
+# Each refusal and what its message must say; none may show a secret or a signature.
+REFUSALS = {
+    "hmac header missing": (HMAC, {}, "the x-signature header is missing"),
+    "hmac header empty": (HMAC, {"x-signature": " "}, "x-signature header is missing"),
+    "hmac without its prefix": (HMAC, {"x-signature": GOOD}, "start with 'sha256='"),
+    "hmac prefix only": (HMAC, {"x-signature": "sha256="}, "holds no signature"),
+    "hmac not hex": (
+        HMAC,
+        {"x-signature": "sha256=" + "zz" * 32},
+        "x-signature header's signature is not hex",
+    ),
+    "hmac truncated": (
+        HMAC,
+        {"x-signature": f"sha256={GOOD[:32]}"},
+        "has 16 bytes; an HMAC-SHA256 has 32",
+    ),
+    "hmac of another body": (
+        HMAC,
+        {"x-signature": "sha256=" + sign("s3cret", b"{}").hex()},
+        (
+            "the x-signature header is not the HMAC-SHA256 of this body with any "
+            "configured secret"
+        ),
+    ),
+    "token missing": (
+        GITLAB,
+        {},
+        "invalid token: the x-gitlab-token header is missing",
+    ),
+    "token wrong": (
+        GITLAB,
+        {"x-gitlab-token": "guess"},
+        "invalid token: the x-gitlab-token header matches no configured token",
+    ),
+    "standard webhook-id missing": (
+        standard_validator(),
+        without(standard_headers(BODY), "webhook-id"),
+        "the webhook-id header is missing",
+    ),
+    "standard webhook-timestamp missing": (
+        standard_validator(),
+        without(standard_headers(BODY), "webhook-timestamp"),
+        "the webhook-timestamp header is missing",
+    ),
+    "standard webhook-timestamp a word": (
+        standard_validator(),
+        {**standard_headers(BODY), "webhook-timestamp": "yesterday"},
+        "webhook-timestamp 'yesterday' is not a Unix time in seconds",
+    ),
+    "standard webhook-timestamp a superscript digit": (
+        standard_validator(),
+        {**standard_headers(BODY), "webhook-timestamp": "\u00b2"},
+        "is not a Unix time in seconds",
+    ),
+    "standard webhook-timestamp of 5000 digits": (
+        standard_validator(),
+        {**standard_headers(BODY), "webhook-timestamp": "9" * 5000},
+        "'" + "9" * 36 + "... is not a Unix time in seconds",
+    ),
+    "standard webhook-timestamp in milliseconds": (
+        standard_validator(),
+        {**standard_headers(BODY), "webhook-timestamp": str(NOW * 1000)},
+        "webhook-timestamp looks like milliseconds",
+    ),
+    "standard webhook-timestamp six minutes old": (
+        standard_validator(),
+        standard_headers(BODY, NOW - 360),
+        "webhook-timestamp is more than 300 seconds away from this server's clock",
+    ),
+    "standard webhook-signature missing": (
+        standard_validator(),
+        without(standard_headers(BODY), "webhook-signature"),
+        "the webhook-signature header is missing",
+    ),
+    "standard webhook-signature without a v1 entry": (
+        standard_validator(),
+        {**standard_headers(BODY), "webhook-signature": "v2,AAAA garbage"},
+        "webhook-signature holds no v1 signature",
+    ),
+    "standard webhook-signature of another body": (
+        standard_validator(),
+        standard_headers(b"{}"),
+        (
+            "no v1 signature in webhook-signature matches webhook-id, webhook-timestamp "
+            "and this body"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "validator, headers, expected", REFUSALS.values(), ids=REFUSALS.keys()
+)
+def test_a_refusal_says_precisely_what_is_wrong(validator, headers, expected):
+    verdict = validator.validate(RequestDetails("t", BODY, headers))
+
+    assert verdict.status == 403
+    message = verdict.payload["message"]
+    assert expected in message
+    assert message.startswith(
+        "invalid token: " if validator is GITLAB else "invalid signature: "
+    )
+    signatures = [
+        value.removeprefix("sha256=")
+        for value in headers.get("x-signature", "").split()
+        + headers.get("webhook-signature", "").replace(",", " ").split()
+        if len(value) > 8
+    ]
+    for value in ("s3cret", "tok-en", "guess", SECRET, GOOD, *signatures):
+        assert value not in message

@@ -5,7 +5,8 @@
 - ``GET /entities/by-query``: ``filter``, ``fields``, ``limit`` (200 by default),
   ``offset``, ``orderField``, ``fullTextFilterTerm``/``Fields``, ``totalItems``,
   and ``cursor`` paging with ``pageInfo.nextCursor``/``prevCursor``;
-- ``POST /entities/by-refs``: entities in request order, ``null`` for unknown refs;
+- ``POST /entities/by-refs``: entities in request order, ``null`` for unknown refs,
+  streamed as they are encoded, so the answer's memory does not grow with it;
 - ``GET /entities/by-name/<kind>/<namespace>/<name>``, ``GET /entities/by-uid/<uid>``;
 - ``GET /entity-facets``: value counts per ``facet``.
 
@@ -21,8 +22,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
+from .. import jsoncodec
 from ..errors import InputError, NotFoundError
 from .entity_ref import EntityRefError, parse_entity_ref
 from .query import (
@@ -178,20 +180,7 @@ class CatalogApi:
 
     def by_refs(self):
         _known_parameters({"filter"})
-        body = request.get_json(silent=True)
-        refs = body.get("entityRefs") if isinstance(body, dict) else None
-        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-            raise InputError(
-                "Malformed request body (did you remember to specify an "
-                'application/json content type?): send {"entityRefs": ["kind:ns/name"]}'
-            )
-        fields = body.get("fields")
-        fields = [] if fields is None else fields
-        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            raise InputError(
-                'Malformed request body: "fields" must be a list of field paths, '
-                'like ["kind", "metadata.name"]'
-            )
+        refs, fields = _batch_request()
         fields = parse_fields(fields)
         filters = parse_filters(request.args.getlist("filter"))
         snapshot = self.store.snapshot()
@@ -199,14 +188,20 @@ class CatalogApi:
         if filters:
             allowed = {f.ref for f in self.query.find(filters, snapshot)}
 
-        items = []
-        for ref in refs:
-            record = snapshot.get(_full_ref(ref))
-            if record is None or (allowed is not None and record.ref not in allowed):
-                items.append(None)
-            else:
-                items.append(project(snapshot.entity(record), fields))
-        return _json({"items": items})
+        def items():
+            for ref in refs:
+                record = snapshot.get(_full_ref(ref))
+                if record is None or (
+                    allowed is not None and record.ref not in allowed
+                ):
+                    yield None
+                else:
+                    yield project(snapshot.entity(record), fields)
+
+        # Streamed: any number of refs may be asked for, and the whole answer
+        # would take many times its own size in memory if it were built first.
+        chunks = jsoncodec.encode_array(items(), before=b'{"items":', after=b"}")
+        return Response(chunks, content_type=current_app.json.mimetype)
 
     # GET /entities/by-name, /entities/by-uid
 
@@ -238,6 +233,75 @@ class CatalogApi:
             raise InputError("request/query must have required property 'facet'")
         filters = parse_filters(request.args.getlist("filter"))
         return _json({"facets": self.query.facets(filters, facets)})
+
+
+_MALFORMED = (
+    "Malformed request body (did you remember to specify an application/json "
+    "content type?), Validation error: "
+)
+
+#: How many wrong items of a list a by-refs error names before it counts the rest.
+_NAMED_PROBLEMS = 3
+
+
+def _batch_request() -> tuple[list[str], list[str]]:
+    """A by-refs body's ``entityRefs`` and ``fields``, or an ``InputError`` that
+    starts as Backstage's does and says what is wrong where."""
+    if not request.is_json:
+        given = request.mimetype or "missing"
+        raise InputError(
+            f'{_MALFORMED}Required at "entityRefs" (the body was not read: its '
+            f"Content-Type is {given}; send application/json)"
+        )
+    try:
+        body = jsoncodec.decode_large(request.get_data(cache=False))
+    except ValueError as error:
+        raise InputError(f"{_MALFORMED}the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InputError(f"{_MALFORMED}the body is nested too deeply") from None
+
+    if not isinstance(body, dict):
+        problems = [f"Expected object, received {_json_type(body)}"]
+    else:
+        problems = _string_list_problems(body, "entityRefs", required=True)
+        problems += _string_list_problems(body, "fields", required=False)
+    if problems:
+        raise InputError(_MALFORMED + "; ".join(problems))
+    return body["entityRefs"], body.get("fields") or []
+
+
+def _string_list_problems(body: dict, key: str, required: bool) -> list[str]:
+    """What keeps ``body[key]`` from being a list of strings, as zod says it."""
+    if key not in body or (body[key] is None and not required):
+        return [f'Required at "{key}"'] if required else []
+    value = body[key]
+    if not isinstance(value, list):
+        return [f'Expected array, received {_json_type(value)} at "{key}"']
+
+    problems, wrong = [], 0
+    for position, item in enumerate(value):
+        if isinstance(item, str):
+            continue
+        wrong += 1
+        if wrong <= _NAMED_PROBLEMS:
+            problems.append(
+                f'Expected string, received {_json_type(item)} at "{key}[{position}]"'
+            )
+    if wrong > _NAMED_PROBLEMS:
+        problems.append(
+            f'and {wrong - _NAMED_PROBLEMS} more items of "{key}" that are no strings'
+        )
+    return problems
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
 
 
 def _query_state(data: dict) -> dict:

@@ -2,7 +2,8 @@
 
 Tables, created and migrated at startup by the versioned SQL files in
 ``migrations/`` (each applied once, in order, under an advisory lock, and
-recorded in ``schema_migrations``)::
+recorded in ``schema_migrations``; ``pending_migrations`` lists what a start
+would apply, without applying it)::
 
     catalog_entities   a row per stored entity: ref, location key, source,
                        content hash, and the entity as JSON text
@@ -210,6 +211,23 @@ def migrate(connection: psycopg.Connection) -> list[str]:
             applied_now.append(path.name)
             logger.info("Applied database migration %s", path.name)
     return applied_now
+
+
+def pending_migrations(connection: psycopg.Connection) -> list[str]:
+    """The migrations ``migrate`` would apply to this database, in order, found
+    in a read-only transaction: nothing is created or changed."""
+    with connection.transaction():
+        connection.execute("SET TRANSACTION READ ONLY")
+        (table,) = connection.execute(
+            "SELECT to_regclass('schema_migrations')"
+        ).fetchone()
+        done = set()
+        if table is not None:
+            done = {
+                name
+                for (name,) in connection.execute("SELECT name FROM schema_migrations")
+            }
+    return [p.name for p in sorted(MIGRATIONS.glob("*.sql")) if p.name not in done]
 
 
 def _streamed(

@@ -9,6 +9,11 @@ functions of their input, so any number of threads may share one.
 JSON is the built-in: ``application/json`` and any ``application/<name>+json``
 type, with the ``charset`` parameter honoured (UTF-8 by default), and GitHub's
 form-encoded deliveries, whose ``payload`` field holds the JSON document.
+
+A JSON document must be Unicode: a ``\\ud800``-``\\udfff`` escape that is not
+half of a pair (a lone surrogate) is refused, because no store can write it.
+Only a body that holds such an escape at all is searched for one, so the check
+costs one scan of the text on every other body.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import codecs
 import json
 import re
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qs
 
 from ..errors import InputError, UnsupportedMediaTypeError
@@ -71,7 +76,7 @@ class JsonBodyParser(BodyParser):
             ) from None
 
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
+            payload = json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, "
@@ -81,6 +86,47 @@ class JsonBodyParser(BodyParser):
             raise InputError(f"The request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise InputError("The request body is nested too deeply") from None
+
+        if _SURROGATE_ESCAPE.search(text):
+            refuse_lone_surrogates(payload)
+        return payload
+
+
+#: A ``\\u`` escape of a UTF-16 surrogate (D800-DFFF), paired or not.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def refuse_lone_surrogates(payload: Any) -> None:
+    """Raise ``InputError`` naming the first string of ``payload`` (a parsed JSON
+    document) that holds a lone surrogate, which no UTF-8 text can carry."""
+    for path, text in _strings(payload):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(text[exc.start])
+            where = path if len(path) <= 200 else path[:200] + "..."
+            raise InputError(
+                f"The request body holds a lone surrogate (\\u{code:04x}) in {where}, "
+                "which is not valid Unicode; send valid UTF-8 text, with every "
+                "\\ud800-\\udbff escape followed by a \\udc00-\\udfff one"
+            ) from None
+
+
+def _strings(payload: Any) -> Iterator[tuple[str, str]]:
+    """Every string of a JSON document, keys too, with where it is (``$.a[0]``,
+    ``a key of $.a``).
+    A stack, not recursion: the document may be as deep as the parser allows."""
+    stack = [("$", payload)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            yield path, node
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                yield f"a key of {path}", key
+                stack.append((f"{path}.{key}", value))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", value) for i, value in enumerate(node))
 
 
 class FormPayloadParser(BodyParser):

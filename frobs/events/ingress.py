@@ -125,11 +125,14 @@ class HttpIngress:
         for validator in self._validators.get(topic, []):
             rejection = validator.validate(RequestDetails(topic, raw, headers))
             if rejection is not None:
+                payload = rejection.payload
+                reason = payload.get("message") if isinstance(payload, dict) else None
                 logger.warning(
-                    "Refused event on topic %s: %s answered %s",
+                    "Refused event on topic %s: %s answered %s: %s",
                     topic,
                     type(validator).__name__,
                     rejection.status,
+                    str(reason or "(no reason given)")[:200],
                 )
                 return jsonify(rejection.payload), rejection.status
 

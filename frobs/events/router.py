@@ -5,7 +5,9 @@ metadata unchanged, to the destination topic it decides.  The only method a rout
 has to implement is ``determine_destination_topic``; a sub-topic router only
 implements ``determine_sub_topic`` and always publishes to ``<topic>.<sub-topic>``,
 joined with a dot.  An event with no destination is not republished: it is logged
-at debug level and counted in ``unrouted``.
+once at info level with the reason (an odd sub-topic shown escaped and cut short,
+as ``'../../x'`` or ``'add\\x00'``) and counted in ``unrouted``; routing itself is
+logged at debug level.
 
 Routers hold no state but that counter and are safe to call from many threads.
 """
@@ -20,13 +22,23 @@ from typing import Iterable
 
 from ..errors import InputError
 from ..metrics import EVENTS_ROUTED, EVENTS_UNROUTED
-from .params import EventParams
+from .params import EventParams, delivery_id
 from .service import EventsService
 
 logger = logging.getLogger(__name__)
 
 #: What a sub-topic may look like; anything else in a payload is not routed.
 SUB_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+SUB_TOPIC_RULE = (
+    "letters, digits and '.', '_', ':', '-', starting with a letter or digit, "
+    "at most 100 characters"
+)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value from a request, for a log line: escaped by ``repr``, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class EventRouter(ABC):
@@ -49,16 +61,22 @@ class EventRouter(ABC):
     def determine_destination_topic(self, params: EventParams) -> str | None:
         """The topic to republish to, or None to drop the event."""
 
+    def unrouted_reason(self, params: EventParams) -> str:
+        """Why this event has no destination, for the log; values shown safely."""
+        return "no destination topic for it"
+
     def on_event(self, params: EventParams) -> None:
         destination = self.determine_destination_topic(params)
         if not destination:
             EVENTS_UNROUTED.labels(topic=params.topic).inc()
             with self._lock:
                 self.unrouted += 1
-            logger.debug(
-                "%s found no destination for an event on topic %s",
+            logger.info(
+                "%s did not route an event on topic %s, delivery %s: %s; event dropped",
                 self.subscriber_id,
                 params.topic,
+                delivery_id(params.metadata) or "-",
+                self.unrouted_reason(params),
             )
             return
 
@@ -84,6 +102,18 @@ class SubTopicEventRouter(EventRouter):
             return None
         return f"{self.topic}.{sub_topic}"
 
+    def unrouted_reason(self, params: EventParams) -> str:
+        sub_topic = self.determine_sub_topic(params)
+        if sub_topic is None or sub_topic == "":
+            return self.no_sub_topic_reason(params)
+        return (
+            f"its sub-topic {shown(sub_topic)} is not a topic name ({SUB_TOPIC_RULE})"
+        )
+
+    def no_sub_topic_reason(self, params: EventParams) -> str:
+        """Why ``determine_sub_topic`` found nothing in this event."""
+        return "it has no sub-topic"
+
 
 class PayloadFieldRouter(SubTopicEventRouter):
     """Routes by a string field of a JSON object payload (``type``, ``object_kind``)."""
@@ -99,6 +129,12 @@ class PayloadFieldRouter(SubTopicEventRouter):
                 return payload[name]
         return None
 
+    def no_sub_topic_reason(self, params: EventParams) -> str:
+        if not isinstance(params.event_payload, dict):
+            return "its payload is not a JSON object"
+        names = " or ".join(repr(name) for name in self.fields)
+        return f"its payload has no non-empty string field {names}"
+
 
 class HeaderRouter(SubTopicEventRouter):
     """Routes by a request header, such as ``x-github-event``."""
@@ -107,6 +143,9 @@ class HeaderRouter(SubTopicEventRouter):
 
     def determine_sub_topic(self, params: EventParams) -> str | None:
         return params.metadata.get(self.header)
+
+    def no_sub_topic_reason(self, params: EventParams) -> str:
+        return f"its request had no {self.header} header"
 
 
 def require_json_object(payload: object) -> None:

@@ -10,9 +10,11 @@
   ``webhook-timestamp``, ``webhook-signature``), with a timestamp tolerance.
 
 Every comparison is constant-time (``hmac.compare_digest``) and every HMAC is
-computed over the bytes exactly as received.  A refusal says what was wrong with
-the request, never a secret or an expected value; validators hold no mutable state
-and may be shared by all threads of a worker.
+computed over the bytes exactly as received.  A refusal is a 403 whose message
+starts with ``invalid signature`` (``invalid token`` for a token) and says
+precisely what was wrong with the request (a header missing or malformed, or no
+secret matching), never a secret, a signature or an expected value; validators
+hold no mutable state and may be shared by all threads of a worker.
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ from .validators import Rejection, RequestDetails, RequestValidator
 
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
-INVALID_SIGNATURE = Rejection(403, {"message": "invalid signature"})
-
 #: A Standard Webhooks timestamp: ASCII digits only (``str.isdigit`` also takes
 #: "²", which ``int`` refuses), and few enough for ``int`` (4300 at most).
 UNIX_SECONDS = re.compile(r"[0-9]{1,15}")
+
+
+def refused(reason: str, lead: str = "invalid signature") -> Rejection:
+    """A 403 saying what was wrong; ``reason`` must hold no secret or signature."""
+    return Rejection(403, {"message": f"{lead}: {reason}"})
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A header value the sender gave, quoted and cut short, for a refusal."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _secrets(secrets: Iterable[str]) -> list[bytes]:
@@ -54,25 +65,33 @@ class HmacSignatureValidator(RequestValidator):
         encoding: str = "hex",
     ) -> None:
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown HMAC algorithm {algorithm!r}")
+            raise ValueError(
+                f"unknown HMAC algorithm {algorithm!r}; use sha1, sha256 or sha512"
+            )
         if encoding not in ("hex", "base64"):
-            raise ValueError(f"unknown signature encoding {encoding!r}")
+            raise ValueError(
+                f"unknown signature encoding {encoding!r}; use hex or base64"
+            )
         self.header = header.lower()
         self.secrets = _secrets(secrets)
         self.digest = ALGORITHMS[algorithm]
         self.prefix = prefix
         self.encoding = encoding
+        self.algorithm = algorithm
         self.secret_headers = (self.header,)
 
     def validate(self, details: RequestDetails) -> Rejection | None:
-        signature = self._decoded(details.headers.get(self.header, ""))
-        if signature is None:
-            return INVALID_SIGNATURE
+        signature = self._decoded(details.headers.get(self.header))
+        if isinstance(signature, Rejection):
+            return signature
         for secret in self.secrets:
             expected = hmac.new(secret, details.raw_body, self.digest).digest()
             if hmac.compare_digest(expected, signature):
                 return None
-        return INVALID_SIGNATURE
+        return refused(
+            f"the {self.header} header is not the HMAC-{self.algorithm.upper()} of "
+            "this body with any configured secret; sign the body bytes exactly as sent"
+        )
 
     def sign(self, body: bytes) -> dict[str, str]:
         """The header a sender would add, with the first secret (for ``frobs send``)."""
@@ -83,16 +102,34 @@ class HmacSignatureValidator(RequestValidator):
             + (text if isinstance(text, str) else text.decode())
         }
 
-    def _decoded(self, value: str) -> bytes | None:
+    def _decoded(self, value: str | None) -> bytes | Rejection:
+        """The signature's bytes, or the refusal saying why there are none.
+
+        Only the header's name and shape are described, never its value.
+        """
+        if not (value or "").strip():
+            return refused(f"the {self.header} header is missing or empty")
         if not value.startswith(self.prefix):
-            return None
+            return refused(f"the {self.header} header must start with {self.prefix!r}")
         text = value[len(self.prefix) :].strip()
+        if not text:
+            return refused(f"the {self.header} header holds no signature")
         try:
             if self.encoding == "hex":
-                return bytes.fromhex(text) if text else None
-            return base64.b64decode(text, validate=True) if text else None
+                signature = bytes.fromhex(text)
+            else:
+                signature = base64.b64decode(text, validate=True)
         except (ValueError, binascii.Error):
-            return None
+            return refused(
+                f"the {self.header} header's signature is not {self.encoding}"
+            )
+        size = self.digest().digest_size
+        if len(signature) != size:
+            return refused(
+                f"the {self.header} header's signature has {len(signature)} bytes; "
+                f"an HMAC-{self.algorithm.upper()} has {size}"
+            )
+        return signature
 
 
 def github_signature_validator(secret: str) -> HmacSignatureValidator:
@@ -115,9 +152,17 @@ class TokenValidator(RequestValidator):
 
     def validate(self, details: RequestDetails) -> Rejection | None:
         given = details.headers.get(self.header, "").encode()
+        if not given:
+            return refused(
+                f"the {self.header} header is missing or empty", "invalid token"
+            )
         # Compare with every token, so the time taken says nothing about which.
         matched = [hmac.compare_digest(given, token) for token in self.tokens]
-        return None if any(matched) else Rejection(403, {"message": "invalid token"})
+        if any(matched):
+            return None
+        return refused(
+            f"the {self.header} header matches no configured token", "invalid token"
+        )
 
 
 def gitlab_token_validator(token: str) -> TokenValidator:
@@ -169,28 +214,50 @@ class StandardWebhooksValidator(RequestValidator):
 
     def validate(self, details: RequestDetails) -> Rejection | None:
         headers = details.headers
-        message_id = headers.get("webhook-id", "")
-        timestamp = headers.get("webhook-timestamp", "")
-        if not message_id or not UNIX_SECONDS.fullmatch(timestamp):
-            return Rejection(
-                403, {"message": "webhook-id and webhook-timestamp are required"}
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+            if not headers.get(name, "").strip():
+                return refused(f"the {name} header is missing or empty")
+        message_id = headers["webhook-id"]
+        timestamp = headers["webhook-timestamp"]
+        if not UNIX_SECONDS.fullmatch(timestamp):
+            return refused(
+                f"webhook-timestamp {_shown(timestamp)} is not a Unix time in "
+                "seconds (digits only, such as 1700000000)"
             )
-        if abs(self.clock() - int(timestamp)) > self.tolerance:
-            return Rejection(
-                403,
-                {
-                    "message": "webhook-timestamp is more than "
-                    f"{self.tolerance} seconds away from this server's clock"
-                },
-            )
+        stale = self._stale(int(timestamp))
+        if stale is not None:
+            return stale
 
         signed = f"{message_id}.{timestamp}.".encode() + details.raw_body
-        given = self._signatures(headers.get("webhook-signature", ""))
+        given = self._signatures(headers["webhook-signature"])
+        if not given:
+            return refused(
+                "webhook-signature holds no v1 signature (space-separated entries "
+                "such as v1,<base64 HMAC-SHA256>)"
+            )
         for key in self.keys:
             expected = hmac.new(key, signed, hashlib.sha256).digest()
             if any(hmac.compare_digest(expected, signature) for signature in given):
                 return None
-        return INVALID_SIGNATURE
+        return refused(
+            "no v1 signature in webhook-signature matches webhook-id, "
+            "webhook-timestamp and this body with any configured secret"
+        )
+
+    def _stale(self, timestamp: int) -> Rejection | None:
+        """A refusal when ``timestamp`` is outside the tolerance, else None."""
+        now = self.clock()
+        if abs(now - timestamp) <= self.tolerance:
+            return None
+        if timestamp > now * 100:
+            return refused(
+                "webhook-timestamp looks like milliseconds; send Unix time in seconds"
+            )
+        return refused(
+            f"webhook-timestamp is more than {self.tolerance} seconds away from "
+            "this server's clock; check the sender's clock (older requests are "
+            "refused so a captured one cannot be replayed)"
+        )
 
     @staticmethod
     def _signatures(header: str) -> list[bytes]:

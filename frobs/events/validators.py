@@ -3,9 +3,11 @@
 A validator sees the raw bytes exactly as received and the lower-cased headers,
 before any parsed value is trusted.  The only method to implement is
 ``validate(details)``: return None to accept, or a ``Rejection`` with the status
-and JSON payload to answer.  Validators must compare secrets in constant time,
-must be safe to call from many threads at once, and must never log a secret or a
-signature.
+and JSON payload to answer, ``{"message": ...}`` saying precisely what was wrong
+(which header is missing or malformed, or that no secret matched), since the
+sender's operator reads it and the ingress logs it.  Validators must compare
+secrets in constant time, must be safe to call from many threads at once, and
+must never log a secret or a signature, nor put one in a message.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class RequestDetails:
 
 @dataclass(frozen=True)
 class Rejection:
+    """A refusal: the status and the JSON payload answered, ``{"message": ...}``."""
+
     status: int = 403
     payload: Any = field(default_factory=dict)
 

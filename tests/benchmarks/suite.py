@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--events", type=int, default=200, help="events per event-to-visible run"
     )
     parser.add_argument(
-        "--ingest-events", type=int, default=150, help="events per ingest run"
+        "--ingest-events", type=int, default=600, help="events per ingest run"
     )
     parser.add_argument(
         "--reads", type=int, default=300, help="requests per kind of read and run"
