@@ -49,7 +49,7 @@ def on_starting(server):
 
     from frobs.app import build_runtime
     from frobs.config import ConfigError, load_config
-    from frobs.database import DatabaseUnavailable
+    from frobs.errors import DatabaseUnavailable
 
     try:
         build_runtime(load_config())

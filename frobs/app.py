@@ -21,19 +21,15 @@ from pythonjsonlogger.json import JsonFormatter
 from .admin_auth import AdminAuth
 from .catalog.api import CatalogApi
 from .catalog.file_store import FileStore
-from .catalog.postgres_store import PostgresStore
 from .catalog.provider import EntityProvider, EntityProviderConnection
 from .catalog.query import CatalogQuery
 from .catalog.store import CatalogStore
 from .config import Config, ConfigError, load_config
-from .database import Database
 from .durations import parse_duration
 from .events.dead_letters_api import DeadLettersApi
 from .events.inbox import FileInbox
 from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
 from .events.ordering import EventOrder
-from .events.postgres_inbox import PostgresInbox
-from .events.postgres_ordering import PostgresEventOrder
 from .events.processor import DeliveryPolicy, EventProcessor
 from .events.router import EventRouter, require_json_object
 from .events.senders import GithubEventRouter, GitlabEventRouter
@@ -47,7 +43,6 @@ from .integration.router import FrobsEventRouter, check_frobs_payload
 from .integration.setup import frobs_providers
 from .metrics import metrics_blueprint
 from .openapi import openapi_blueprint
-from .postgres_coordination import PostgresCoordination
 from .scheduler import Scheduler
 from .scheduler_api import SchedulerApi
 
@@ -219,21 +214,31 @@ def build_runtime(config: Config) -> Runtime:
 
 def _event_files(store: CatalogStore, path: Path):
     """The inbox and the event order, kept where the catalog is."""
-    if isinstance(store, PostgresStore):
-        database = Database(store.url, pool_size=16, name="frobs-events")
-        return PostgresInbox(database), PostgresEventOrder(database)
-    return FileInbox(path / "events"), EventOrder(path / "events")
+    if isinstance(store, FileStore):
+        return FileInbox(path / "events"), EventOrder(path / "events")
+    from .database import Database
+    from .events.postgres_inbox import PostgresInbox
+    from .events.postgres_ordering import PostgresEventOrder
+
+    database = Database(store.url, pool_size=16, name="frobs-events")
+    return PostgresInbox(database), PostgresEventOrder(database)
 
 
 def _scheduler(store: CatalogStore, path: Path) -> Scheduler:
-    """Coordinated where the catalog is: in its database, or in its folder."""
-    if isinstance(store, PostgresStore):
-        return Scheduler(coordination=PostgresCoordination(store.url))
-    return Scheduler(path / "scheduler.lock", path / "scheduler")
+    """Coordinated where the catalog is: in its folder, or in its database."""
+    if isinstance(store, FileStore):
+        return Scheduler(path / "scheduler.lock", path / "scheduler")
+    from .postgres_coordination import PostgresCoordination
+
+    return Scheduler(coordination=PostgresCoordination(store.url))
 
 
 def _store(config: Config, path: Path) -> CatalogStore:
+    """The file store, or the PostgreSQL store, whose driver is only loaded
+    when it is configured (it would cost every worker 12 MiB)."""
     if config.get("catalog.store.type", "file") == "postgres":
+        from .catalog.postgres_store import PostgresStore
+
         return PostgresStore(database_url(config))
     return FileStore(path)
 

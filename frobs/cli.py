@@ -39,8 +39,7 @@ from . import app as service
 from .catalog.postgres_store import pending_migrations
 from .catalog.search import parse_filters
 from .config import Config, ConfigError, load_config, masked
-from .database import DatabaseUnavailable
-from .errors import ServiceError
+from .errors import DatabaseUnavailable, ServiceError
 from .events.webhook_security import topic_validators
 
 

@@ -19,11 +19,7 @@ from typing import Iterator
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .errors import ServiceUnavailableError
-
-
-class DatabaseUnavailable(ServiceUnavailableError):
-    """The database did not answer; nothing was changed by this request."""
+from .errors import DatabaseUnavailable
 
 
 class Database:

@@ -63,6 +63,10 @@ class ServiceUnavailableError(ServiceError):
     status = 503
 
 
+class DatabaseUnavailable(ServiceUnavailableError):
+    """The database did not answer; nothing was changed by this request."""
+
+
 def error_envelope(name: str, message: str, status: int, method: str, url: str) -> dict:
     """Backstage's error body: ``{error, request, response}``."""
     return {

@@ -35,9 +35,9 @@ from typing import Callable
 
 import schedule
 from croniter import croniter
+
 from .coordination import Coordination, FileCoordination
-from .database import DatabaseUnavailable
-from .errors import ConflictError, NotFoundError, RefusedError
+from .errors import ConflictError, DatabaseUnavailable, NotFoundError, RefusedError
 from .metrics import SYNC_RUNS, SYNC_SECONDS
 from .provenance import caused_by
 from .reading import ReadFailed
