@@ -51,6 +51,11 @@ def collection_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def running() -> bool:
+    """Whether bulk work is going on in this process now (any thread)."""
+    return _depth > 0
+
+
 #: How many changes make a step large enough to ``settle`` after.
 BULK = 1000
 

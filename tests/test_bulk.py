@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import gc
 import threading
+from pathlib import Path
 
+import pytest
+
+from frobs import bulk
 from frobs.bulk import collection_paused, settle
 
 
@@ -49,3 +53,43 @@ def test_what_is_alive_when_bulk_work_settles_is_out_of_the_collectors_sight():
         assert not any(x is kept[0] for x in gc.get_objects())
     finally:
         gc.unfreeze()
+
+
+def test_running_says_whether_any_thread_is_in_bulk_work():
+    assert not bulk.running()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        with collection_paused():
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    try:
+        assert inside.wait(5)
+        assert bulk.running()
+    finally:
+        release.set()
+        worker.join(5)
+    assert not bulk.running()
+
+
+@pytest.mark.skipif(bulk._malloc_trim is None, reason="not glibc: no malloc_trim")
+def test_settling_gives_memory_freed_by_bulk_work_back_to_the_system():
+    def resident_kib() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0])
+
+    # Entity-sized buffers (the C allocator's, not Python's small-object
+    # arenas), most freed, a few kept all along the heap: its pages are free
+    # but not given back, as after a full sync.
+    kept, freed = [], []
+    for i in range(100_000):
+        (kept if i % 16 == 0 else freed).append(bytes(1000))
+    del freed
+    before = resident_kib()
+    settle()
+    gc.unfreeze()
+    assert before - resident_kib() > 20_000, "no freed memory was given back"
+    del kept

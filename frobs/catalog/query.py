@@ -4,8 +4,10 @@
 store, so a filtered read costs what it finds, not the size of the catalog; the
 sorted list of every ref is kept per snapshot version for unfiltered reads, and
 the records of the latest filters for filtered ones, so paging through a query
-costs each page.  Served entities are made only for what is returned, ordered
-or searched.  It reads snapshots only, and is safe to share between the threads
+costs each page.  The index is brought up to date in the background every
+second, except while bulk work (a sync, a reload) runs in the worker, so the
+index of its result is never built on top of the memory that work still holds.
+Served entities are made only for what is returned, ordered or searched.  It reads snapshots only, and is safe to share between the threads
 of a worker.
 """
 
@@ -18,6 +20,7 @@ import logging
 import threading
 from typing import Any, Iterable, Sequence, overload
 
+from .. import bulk
 from ..errors import InputError
 from .index import SearchIndex
 from .search import MAX_VALUE_LENGTH, Alternative, Order
@@ -125,6 +128,11 @@ class CatalogQuery:
 
     def _keep(self, period: float) -> None:
         while not self._stop.wait(period):
+            if bulk.running():
+                # A sync or reload is under way: indexing its result now would
+                # add the index to the memory its work still holds (at 50,000
+                # entities, tens of megabytes more at the worker's peak).
+                continue
             try:
                 self.index.sync(self.store.snapshot())
             except Exception:
