@@ -3,8 +3,8 @@
 ``Gunicorn`` starts ``gunicorn <app>`` from the repository root with the
 repository's ``gunicorn.conf.py`` and 4 workers (the helpers of
 ``tests/gunicorn_service.py`` build the command and the environment), waits
-until every worker serves, reads the peak memory of its processes, and stops
-it.  ``write_config`` writes the service's configuration in a temp folder: a
+until every worker serves, waits until its workers are idle, reads the peak
+memory and the CPU time of its processes, and stops it.  ``write_config`` writes the service's configuration in a temp folder: a
 temp store, one Frobs provider ``frobs-bench`` reading the local source, a
 schedule that only runs when triggered, and an admin token.
 ``Scheduler`` triggers the provider's full sync through the scheduler API and
@@ -13,6 +13,7 @@ waits for the run to end.  Every wait is bounded by a ``Deadline``.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import time
@@ -177,6 +178,35 @@ class Gunicorn:
         if self.process is None:
             return []
         return children_of(self.process.pid)
+
+    def wait_until_idle(
+        self, deadline: Deadline, window_s: float = 0.5, busy_share: float = 0.05
+    ) -> float:
+        """Wait until the workers together use less than ``busy_share`` of a core
+        over ``window_s``: what the last step left them (catching up with a
+        sync, indexing it) is done.  The seconds waited; best effort at the
+        deadline."""
+        began = time.perf_counter()
+        used = self.cpu_seconds()
+        while not deadline.passed():
+            time.sleep(window_s)
+            now = self.cpu_seconds()
+            if now - used < busy_share * window_s:
+                break
+            used = now
+        return time.perf_counter() - began
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of every worker so far."""
+        ticks = 0
+        for pid in self.worker_pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def memory(self) -> dict:
         """VmHWM and VmRSS (MiB) of the master and of each worker."""

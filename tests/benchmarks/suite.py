@@ -2,7 +2,8 @@
 
 For each size (smallest first), ``--runs`` times: a fresh service on an empty
 temp store, then three full syncs triggered through the scheduler API (first,
-no-op, 1 % changed).  The last run's service stays up for the figures measured
+no-op, 1 % changed), each once the workers are idle (as a scheduled resync
+minutes after the last one would find them).  The last run's service stays up for the figures measured
 at that size: at the smallest size, event to visible and the ingest throughput
 (then the bare Flask floor, loaded the same way); at the largest, the reads,
 event to visible at scale, and the peak memory of the workers (recorded at every
@@ -250,6 +251,9 @@ class Suite:
                     if kind == "one_percent":
                         self.source.change_one_percent(f"c{r + 1}", offset=r)
                     budget = self.budget(f"full sync of {size}, {kind}", 600)
+                    # As a scheduled resync minutes later would: every worker
+                    # has caught up with the previous sync and indexed it.
+                    service.wait_until_idle(self.budget(f"idle before {kind}", 120))
                     run = scheduler.sync(budget)
                     self.say(
                         f"sync {size} run {r + 1} {kind}: {run.trigger_to_end_s:.2f}s "
