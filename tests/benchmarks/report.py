@@ -145,6 +145,13 @@ def format_table(results: dict) -> str:
                 3,
             )
         )
+        for key, case in (
+            ("service_cpu_ms_per_event", "service CPU, ms per add/modify"),
+            ("floor_cpu_ms_per_request", "floor CPU, ms per request"),
+            ("benchmark_cpu_ms_per_event", "benchmark process CPU, ms per event"),
+        ):
+            if ingest.get(key):
+                lines.append(_row("ingest throughput", case, ingest.get(key), 2))
 
     for size, fig in figures.get("full_sync", {}).items():
         for key, label in (

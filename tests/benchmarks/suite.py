@@ -358,9 +358,12 @@ class Suite:
 
     def ingest(self, service: Service, size: int) -> None:
         rates, statuses = [], Counter()
+        service_cpu, bench_cpu = [], []
         for r in range(self.args.runs):
             events, revision = self.ingest_events(size, r)
             budget = self.budget(f"ingest at {size}, run {r + 1}")
+            service.wait_until_idle(self.budget(f"idle before ingest run {r + 1}"))
+            cpu = (service.cpu_seconds(), own_cpu_seconds())
             began = time.perf_counter()
             sent_s, seen = figures.send_events(service.base_url, events, budget)
             statuses += seen
@@ -372,6 +375,9 @@ class Suite:
                 self.problem(f"{exc}: {applied} of {len(events)} in the time budget")
             elapsed = time.perf_counter() - began
             rates.append(applied / elapsed)
+            if applied:
+                service_cpu.append((service.cpu_seconds() - cpu[0]) * 1000 / applied)
+                bench_cpu.append((own_cpu_seconds() - cpu[1]) * 1000 / applied)
             self.say(
                 f"ingest run {r + 1}: {applied} events applied in {elapsed:.2f}s "
                 f"(answered in {sent_s:.2f}s), {dict(seen)}"
@@ -384,6 +390,8 @@ class Suite:
                 "sender_threads": figures.SENDER_THREADS,
                 "events_per_run": self.args.ingest_events,
                 "service_events_per_s": over_runs(rates),
+                "service_cpu_ms_per_event": over_runs(service_cpu),
+                "benchmark_cpu_ms_per_event": over_runs(bench_cpu),
                 "service_statuses": dict(statuses),
             }
         )
@@ -394,15 +402,18 @@ class Suite:
         server = floor_app(self.folder / "floor", service.config_path)
         server.folder.mkdir(exist_ok=True)
         count = max(self.args.ingest_events, 2000 if not self.args.smoke else 48)
-        rates, statuses = [], Counter()
+        rates, statuses, cpu = [], Counter(), []
         try:
             self.start(server, ready_path=figures.INGRESS)
             for r in range(self.args.runs):
                 events = [("add", frob_name(k)) for k in range(count)]
                 budget = self.budget(f"floor, run {r + 1}")
+                used = server.cpu_seconds()
                 elapsed, seen = figures.send_events(server.base_url, events, budget)
                 statuses += seen
                 rates.append(seen[202] / elapsed)
+                if seen[202]:
+                    cpu.append((server.cpu_seconds() - used) * 1000 / seen[202])
                 self.say(f"floor run {r + 1}: {count} requests in {elapsed:.2f}s")
         except Exception as exc:
             self.problem(f"floor: {describe(exc)}")
@@ -411,6 +422,7 @@ class Suite:
         ingest = self.figures["ingest_throughput"]
         ingest["floor_events_per_run"] = count
         ingest["floor_events_per_s"] = over_runs(rates)
+        ingest["floor_cpu_ms_per_request"] = over_runs(cpu)
         ingest["floor_statuses"] = dict(statuses)
         service_rates = ingest.get("service_events_per_s", {}).get("runs") or []
         pairs = list(zip(service_rates, rates))
@@ -509,3 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     return 1 if suite.results["problems"] else 0
+
+
+def own_cpu_seconds() -> float:
+    """User and system CPU time of this process (senders and the Frobs source)."""
+    times = os.times()
+    return times.user + times.system
