@@ -43,9 +43,20 @@ from .errors import DatabaseUnavailable, ServiceError
 from .events.webhook_security import topic_validators
 
 
-def _runtime():
+def _runtime(existing_store: bool = False):
+    """The service's runtime; with ``existing_store``, for commands that only
+    read or replay, a file store folder that does not exist is an error rather
+    than an empty store made at a mistyped path."""
     try:
-        return service.build_runtime(load_config())
+        config = load_config()
+        if existing_store and config.get("catalog.store.type", "file") == "file":
+            path = Path(config.get("catalog.store.path", "./data"))
+            if not path.is_dir():
+                raise click.ClickException(
+                    f"no catalog store at {path} (catalog.store.path): start the "
+                    "service or run a sync first, or correct the path"
+                )
+        return service.build_runtime(config)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     except DatabaseUnavailable as error:
@@ -80,7 +91,7 @@ def dead_letters() -> None:
 @dead_letters.command("list")
 def list_dead_letters() -> None:
     """Print every dead letter."""
-    letters = _runtime().processor.inbox.dead_letters()
+    letters = _runtime(existing_store=True).processor.inbox.dead_letters()
     _print({"items": [letter.as_public() for letter in letters]})
 
 
@@ -91,7 +102,9 @@ def replay_dead_letters(ids: tuple[str, ...], replay_all: bool) -> None:
     """Deliver dead letters again: the IDS given, or --all."""
     if bool(ids) == replay_all:
         raise click.UsageError("give dead letter ids, or --all (not both)")
-    outcomes = _runtime().processor.replay(None if replay_all else list(ids))
+    outcomes = _runtime(existing_store=True).processor.replay(
+        None if replay_all else list(ids)
+    )
     _print({"items": outcomes})
     if any(o["outcome"] not in ("delivered",) for o in outcomes):
         sys.exit(1)
@@ -215,7 +228,7 @@ def sync(provider: str) -> None:
 )
 def entities(ref: str | None, filters: tuple[str, ...]) -> None:
     """List entities (optionally filtered), or get the one named REF."""
-    runtime = _runtime()
+    runtime = _runtime(existing_store=True)
     snapshot = runtime.store.snapshot()
     if ref:
         record = snapshot.get(_full_ref(ref))
@@ -279,6 +292,10 @@ def send(topic: str, file: Path, url: str, headers: tuple[str, ...]) -> None:
         ) from None
     except requests.Timeout:
         raise click.ClickException(f"{url} did not answer within 30 seconds") from None
+    except requests.RequestException as error:  # a URL it cannot even try
+        raise click.ClickException(
+            f"cannot send to {url}: {error}; give --url as http://host:port"
+        ) from None
     click.echo(f"{response.status_code} {response.text.strip()}")
     if response.status_code >= 300:
         sys.exit(1)

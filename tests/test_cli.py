@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 from gunicorn_service import free_port
 
 from frobs.catalog.postgres_store import MIGRATIONS, PostgresStore
@@ -295,3 +296,32 @@ def test_send_with_nothing_listening_says_so_in_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: cannot reach {url}: connection refused; is the service running?"
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("entities",), ("entities", "component:default/cart"), ("dead-letters", "list")],
+)
+def test_reading_commands_do_not_make_a_store_at_a_missing_path(tmp_path, command):
+    config = source_config(tmp_path)
+    result = run_cli(*command, config=config)
+    assert result.returncode == 1
+    assert "no catalog store at" in result.stderr
+    assert "catalog.store.path" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_send_to_a_url_it_cannot_use_says_so_in_one_line(tmp_path):
+    payload = tmp_path / "add.json"
+    payload.write_text('{"type": "add", "id": "cart"}')
+    result = run_cli(
+        "send",
+        "frobs",
+        str(payload),
+        "--url",
+        "htp:/bad",
+        config=source_config(tmp_path, ""),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: cannot send to htp:/bad:")

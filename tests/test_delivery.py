@@ -184,6 +184,24 @@ def test_a_redelivery_of_a_done_event_is_skipped(source, caplog):
     assert "already delivered" in caplog.text
 
 
+def test_long_delivery_ids_that_share_a_prefix_are_two_deliveries(source, caplog):
+    """Ids are compared whole; only log lines show them cut short."""
+    caplog.set_level(logging.INFO)
+    write_frob(source, "cart", [frob("cart")])
+    app = make_app(source)
+    prefix = "c" * 150
+    assert send(app, "add", "cart", f"{prefix}-one").get_json() == {
+        "status": "accepted"
+    }
+
+    second = send(app, "delete", "cart", f"{prefix}-two")
+
+    assert second.get_json() == {"status": "accepted"}
+    assert names(app) == set()
+    assert f"delivery {'c' * 100}..." in caplog.text
+    assert f"{prefix}-two" not in caplog.text
+
+
 def test_a_redelivery_of_a_failed_event_is_processed(source):
     app = make_app(source, max_attempts=1)
     break_frob(source, "late")

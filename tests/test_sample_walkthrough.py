@@ -154,6 +154,26 @@ def test_bad_list_queries_get_400(app, query):
     assert response.get_json()["error"]["name"] == "InputError"
 
 
+BAD_BY_QUERY = {
+    "a cursor given twice": "cursor=abc&cursor=abc",
+    "a term given twice": "fullTextFilterTerm=a&fullTextFilterTerm=b",
+    "totalItems given twice": "totalItems=include&totalItems=exclude",
+    "a limit given twice": "limit=1&limit=2",
+}
+
+
+@pytest.mark.parametrize("query", BAD_BY_QUERY.values(), ids=BAD_BY_QUERY.keys())
+def test_bad_by_query_queries_get_400(app, query):
+    response = app.test_client().get(f"/api/catalog/entities/by-query?{query}")
+    assert response.status_code == 400
+    assert "must be given once" in response.get_json()["error"]["message"]
+
+
+def test_an_after_cursor_given_twice_gets_400(app):
+    response = app.test_client().get("/api/catalog/entities?after=a&after=b")
+    assert response.status_code == 400
+
+
 def test_by_name_is_case_insensitive_and_by_uid_finds_the_same_entity(app):
     sync(app)
     client = app.test_client()

@@ -76,7 +76,7 @@ class CatalogApi:
         fields = parse_fields(request.args.getlist("fields"))
         limit = _integer("limit", minimum=1)
         offset = _integer("offset", minimum=0) or 0
-        after = request.args.get("after")
+        after = _once("after")
         filter_params = request.args.getlist("filter")
         order_params = request.args.getlist("order")
         if after is not None:
@@ -102,7 +102,7 @@ class CatalogApi:
         fields = parse_fields(request.args.getlist("fields"))
         limit = _integer("limit", minimum=0)
         limit = DEFAULT_QUERY_LIMIT if limit is None else limit
-        cursor = request.args.get("cursor")
+        cursor = _once("cursor")
         if cursor is not None:
             state = _query_state(decode_cursor(cursor))
         else:
@@ -137,13 +137,13 @@ class CatalogApi:
             if direction not in ("asc", "desc") or not field.strip():
                 raise InputError("Invalid order field order, must be asc or desc")
             order = {"field": field.strip().lower(), "desc": direction == "desc"}
-        total = request.args.get("totalItems", "include")
+        total = _once("totalItems") or "include"
         if total not in ("include", "exclude"):
             raise InputError(
                 "request/query/totalItems must be equal to one of the allowed values: "
                 "include, exclude"
             )
-        term = (request.args.get("fullTextFilterTerm") or "").strip()
+        term = (_once("fullTextFilterTerm") or "").strip()
         text_fields = [
             f.strip().lower()
             for param in request.args.getlist("fullTextFilterFields")
@@ -361,6 +361,14 @@ def _known_parameters(known: set[str]) -> None:
     unknown = sorted(set(request.args) - known)
     if unknown:
         raise InputError(f"Unknown query parameter '{unknown[0]}'")
+
+
+def _once(name: str) -> str | None:
+    """A query parameter that may be given at most once."""
+    given = request.args.getlist(name)
+    if len(given) > 1:
+        raise InputError(f"request/query/{name} must be given once")
+    return given[0] if given else None
 
 
 def _integer(name: str, minimum: int) -> int | None:

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..metrics import EVENTS_RECEIVED
 from .body_parsers import BodyParsers
-from .params import EventParams, delivery_id, safe_metadata
+from .params import EventParams, safe_metadata, shown_delivery_id
 from .validators import RequestDetails, RequestValidator
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class HttpIngress:
         logger.info(
             "Accepted event on topic %s, delivery %s (%d bytes)",
             topic,
-            delivery_id(headers) or "-",
+            shown_delivery_id(headers) or "-",
             len(raw),
         )
         return jsonify({"status": "accepted"}), 202

@@ -60,8 +60,21 @@ DELIVERY_HEADERS = (
 
 
 def delivery_id(metadata: Mapping[str, str]) -> str | None:
-    """The sender's name for this delivery, or None when it gives none."""
+    """The sender's name for this delivery, whole (two ids that differ only
+    past any length are two deliveries), or None when it gives none."""
     for name in DELIVERY_HEADERS:
         if metadata.get(name):
-            return str(metadata[name])[:100]
+            return str(metadata[name])
     return None
+
+
+#: How much of a delivery id a log line or an entity's provenance shows.
+SHOWN_DELIVERY_ID = 100
+
+
+def shown_delivery_id(metadata: Mapping[str, str]) -> str | None:
+    """The delivery id for a log line or a provenance, cut short; None if none."""
+    given = delivery_id(metadata)
+    if given is None or len(given) <= SHOWN_DELIVERY_ID:
+        return given
+    return given[:SHOWN_DELIVERY_ID] + "..."

@@ -34,7 +34,7 @@ from datetime import timedelta
 from ..metrics import DEAD_LETTERS, RETRIES
 from .delivery import Delivery, delivering
 from .inbox import FileInbox, InboxEntry
-from .params import EventParams, delivery_id
+from .params import EventParams, delivery_id, shown_delivery_id
 from .service import EventsService
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class EventProcessor:
             logger.info(
                 "Skipped event on topic %s, delivery %s: already delivered",
                 params.topic,
-                given or "-",
+                shown_delivery_id(params.metadata) or "-",
             )
             return False
 

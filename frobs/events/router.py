@@ -22,7 +22,7 @@ from typing import Iterable
 
 from ..errors import InputError
 from ..metrics import EVENTS_ROUTED, EVENTS_UNROUTED
-from .params import EventParams, delivery_id
+from .params import EventParams, shown_delivery_id
 from .service import EventsService
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class EventRouter(ABC):
                 "%s did not route an event on topic %s, delivery %s: %s; event dropped",
                 self.subscriber_id,
                 params.topic,
-                delivery_id(params.metadata) or "-",
+                shown_delivery_id(params.metadata) or "-",
                 self.unrouted_reason(params),
             )
             return

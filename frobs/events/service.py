@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from ..metrics import EVENTS_UNROUTED, SUBSCRIBER_FAILURES
 from ..provenance import caused_by
 from .delivery import current_delivery
-from .params import EventParams, delivery_id
+from .params import EventParams, shown_delivery_id
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class EventsService:
             result.notified.append(subscription.id)
             try:
                 with caused_by(
-                    topic=params.topic, deliveryId=delivery_id(params.metadata)
+                    topic=params.topic,
+                    deliveryId=shown_delivery_id(params.metadata),
                 ):
                     subscription.on_event(params)
                 if tracked:

@@ -222,7 +222,7 @@ class StandardWebhooksValidator(RequestValidator):
         if not UNIX_SECONDS.fullmatch(timestamp):
             return refused(
                 f"webhook-timestamp {_shown(timestamp)} is not a Unix time in "
-                "seconds (digits only, such as 1700000000)"
+                "seconds (1 to 15 digits, such as 1700000000)"
             )
         stale = self._stale(int(timestamp))
         if stale is not None:
