@@ -151,9 +151,9 @@ def check_config(config: Config) -> None:
 def build_runtime(config: Config) -> Runtime:
     check_config(config)  # every problem at once, before anything is opened
     events = EventsService()
-    store_path = Path(config.get("catalog.store.path", "./data"))
-    store = _store(config, store_path)
-    inbox, order = _event_files(store, store_path)
+    path = store_path(config)
+    store = _store(config, path)
+    inbox, order = _event_files(store, path)
     processor = EventProcessor(events, inbox, _delivery_policy(config))
 
     validators = topic_validators(config)
@@ -172,7 +172,7 @@ def build_runtime(config: Config) -> Runtime:
         events,
         ingress,
         store,
-        _scheduler(store, store_path),
+        _scheduler(store, path),
         processor,
         CatalogQuery(store),
     )
@@ -241,6 +241,12 @@ def _store(config: Config, path: Path) -> CatalogStore:
 
         return PostgresStore(database_url(config))
     return FileStore(path)
+
+
+def store_path(config: Config) -> Path:
+    """The file store's folder (``catalog.store.path``), also where the file
+    store keeps events and the scheduler's state."""
+    return Path(config.get("catalog.store.path", "./data"))
 
 
 def database_url(config: Config) -> str:

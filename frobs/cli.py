@@ -50,7 +50,7 @@ def _runtime(existing_store: bool = False):
     try:
         config = load_config()
         if existing_store and config.get("catalog.store.type", "file") == "file":
-            path = Path(config.get("catalog.store.path", "./data"))
+            path = service.store_path(config)
             if not path.is_dir():
                 raise click.ClickException(
                     f"no catalog store at {path} (catalog.store.path): start the "
@@ -139,7 +139,7 @@ def _store_status(config: Config) -> tuple[dict, str]:
     """The store as it stands, and a line saying so; exits 1 if the database
     cannot be reached.  Only reads: a start of the service does the rest."""
     if config.get("catalog.store.type", "file") != "postgres":
-        path = Path(config.get("catalog.store.path", "./data"))
+        path = service.store_path(config)
         exists = path.is_dir()
         state = "exists" if exists else "does not exist yet; the service creates it"
         return (
