@@ -351,8 +351,8 @@ REFUSALS = {
         standard_validator(),
         standard_headers(b"{}"),
         (
-            "no v1 signature in webhook-signature matches webhook-id, webhook-timestamp "
-            "and this body"
+            "no v1 signature in webhook-signature matches webhook-id, "
+            "webhook-timestamp and this body"
         ),
     ),
 }

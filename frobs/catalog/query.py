@@ -7,8 +7,8 @@ the records of the latest filters for filtered ones, so paging through a query
 costs each page.  The index is brought up to date in the background every
 second, except while bulk work (a sync, a reload) runs in the worker, so the
 index of its result is never built on top of the memory that work still holds.
-Served entities are made only for what is returned, ordered or searched.  It reads snapshots only, and is safe to share between the threads
-of a worker.
+Served entities are made only for what is returned, ordered or searched.  It
+reads snapshots only, and is safe to share between the threads of a worker.
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@
 repository's ``gunicorn.conf.py`` and 4 workers (the helpers of
 ``tests/gunicorn_service.py`` build the command and the environment), waits
 until every worker serves, waits until its workers are idle, reads the peak
-memory and the CPU time of its processes, and stops it.  ``write_config`` writes the service's configuration in a temp folder: a
-temp store, one Frobs provider ``frobs-bench`` reading the local source, a
-schedule that only runs when triggered, and an admin token.
-``Scheduler`` triggers the provider's full sync through the scheduler API and
-waits for the run to end.  Every wait is bounded by a ``Deadline``.
+memory and the CPU time of its processes, and stops it.  ``write_config`` writes
+the service's configuration in a temp folder: a temp store, one Frobs provider
+``frobs-bench`` reading the local source, a schedule that only runs when
+triggered, and an admin token.  ``Scheduler`` triggers the provider's full sync
+through the scheduler API and waits for the run to end.  Every wait is bounded
+by a ``Deadline``.
 """
 
 from __future__ import annotations

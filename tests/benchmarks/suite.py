@@ -3,11 +3,11 @@
 For each size (smallest first), ``--runs`` times: a fresh service on an empty
 temp store, then three full syncs triggered through the scheduler API (first,
 no-op, 1 % changed), each once the workers are idle (as a scheduled resync
-minutes after the last one would find them).  The last run's service stays up for the figures measured
-at that size: at the smallest size, event to visible and the ingest throughput
-(then the bare Flask floor, loaded the same way); at the largest, the reads,
-event to visible at scale, and the peak memory of the workers (recorded at every
-size).
+minutes after the last one would find them).  The last run's service stays up
+for the figures measured at that size: at the smallest size, event to visible
+and the ingest throughput (then the bare Flask floor, loaded the same way); at
+the largest, the reads, event to visible at scale, and the peak memory of the
+workers (recorded at every size).
 
 Time guards: every wait has a budget (``service.Deadline``); a figure that runs
 out of it is recorded as a problem with what it measured so far, and the suite
