@@ -13,25 +13,37 @@ from frobs import bulk
 from frobs.bulk import collection_paused, settle
 
 
+class PausedInAnotherThread:
+    """Bulk work in another thread, from ``start`` until ``end``."""
+
+    def __init__(self) -> None:
+        self._inside, self._release = threading.Event(), threading.Event()
+        self._worker = threading.Thread(target=self._work)
+
+    def _work(self) -> None:
+        with collection_paused():
+            self._inside.set()
+            self._release.wait(5)
+
+    def start(self) -> None:
+        self._worker.start()
+        assert self._inside.wait(5)
+
+    def end(self) -> None:
+        self._release.set()
+        self._worker.join(5)
+
+
 def test_nested_and_concurrent_pauses_resume_the_collector_once_all_end():
     assert gc.isenabled()
-    inside, release = threading.Event(), threading.Event()
-
-    def other_thread() -> None:
-        with collection_paused():
-            inside.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=other_thread)
+    other = PausedInAnotherThread()
     with collection_paused():
-        worker.start()
-        inside.wait(5)
+        other.start()
         with collection_paused():
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert not gc.isenabled(), "resumed while another thread still pauses it"
-    release.set()
-    worker.join(5)
+    other.end()
     assert gc.isenabled()
 
 
@@ -57,21 +69,12 @@ def test_what_is_alive_when_bulk_work_settles_is_out_of_the_collectors_sight():
 
 def test_running_says_whether_any_thread_is_in_bulk_work():
     assert not bulk.running()
-    inside, release = threading.Event(), threading.Event()
-
-    def other_thread() -> None:
-        with collection_paused():
-            inside.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=other_thread)
-    worker.start()
+    other = PausedInAnotherThread()
+    other.start()
     try:
-        assert inside.wait(5)
         assert bulk.running()
     finally:
-        release.set()
-        worker.join(5)
+        other.end()
     assert not bulk.running()
 
 
