@@ -4,8 +4,9 @@ where it cannot.
 ``encode`` gives compact UTF-8 bytes (``encode_kept`` without spare room),
 ``canonical`` the same with every object's keys sorted (for content hashes),
 ``decode`` parses bytes or text, ``decode_large`` parses a large document
-with the least memory, and ``encode_array`` writes an array of any length in
-chunks, each value encoded only when it is reached.  ``orjson`` refuses
+with the least memory, ``encode_array`` writes an array of any length in
+chunks, each value encoded only when it is reached, and ``type_name`` names a
+value's JSON type for messages.  ``orjson`` refuses
 integers beyond 64 bits, which the standard library then encodes and parses,
 so no JSON value is refused here that ``json`` accepts; both give the same
 bytes for what both can encode, so a hash does not depend on which one made
@@ -26,6 +27,20 @@ def encode(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def type_name(value: Any) -> str:
+    """JSON's name for a parsed value's type, for messages: ``null``,
+    ``boolean``, ``number``, ``string``, ``array`` or ``object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, (list, tuple)) else "object"
 
 
 #: About how many bytes ``encode_array`` gathers before it hands a chunk on.

@@ -1,4 +1,5 @@
-"""``jsoncodec``: the chunked array writer gives the bytes ``encode`` gives."""
+"""``jsoncodec``: the chunked array writer gives the bytes ``encode`` gives; JSON
+type names for messages."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ def test_encode_array_takes_values_only_as_chunks_are_consumed():
     chunks = jsoncodec.encode_array(values(), chunk_bytes=250)
     next(chunks)
     assert len(taken) == 3
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("null", "null"),
+        ("true", "boolean"),
+        ("0", "number"),
+        ("1.5", "number"),
+        ('""', "string"),
+        ("[]", "array"),
+        ("{}", "object"),
+    ],
+)
+def test_type_name_says_what_json_calls_a_parsed_value(text, name):
+    assert jsoncodec.type_name(jsoncodec.decode(text)) == name

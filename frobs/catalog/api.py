@@ -261,7 +261,7 @@ def _batch_request() -> tuple[list[str], list[str]]:
         raise InputError(f"{_MALFORMED}the body is nested too deeply") from None
 
     if not isinstance(body, dict):
-        problems = [f"Expected object, received {_json_type(body)}"]
+        problems = [f"Expected object, received {jsoncodec.type_name(body)}"]
     else:
         problems = _string_list_problems(body, "entityRefs", required=True)
         problems += _string_list_problems(body, "fields", required=False)
@@ -276,7 +276,7 @@ def _string_list_problems(body: dict, key: str, required: bool) -> list[str]:
         return [f'Required at "{key}"'] if required else []
     value = body[key]
     if not isinstance(value, list):
-        return [f'Expected array, received {_json_type(value)} at "{key}"']
+        return [f'Expected array, received {jsoncodec.type_name(value)} at "{key}"']
 
     problems, wrong = [], 0
     for position, item in enumerate(value):
@@ -284,24 +284,15 @@ def _string_list_problems(body: dict, key: str, required: bool) -> list[str]:
             continue
         wrong += 1
         if wrong <= _NAMED_PROBLEMS:
+            received = jsoncodec.type_name(item)
             problems.append(
-                f'Expected string, received {_json_type(item)} at "{key}[{position}]"'
+                f'Expected string, received {received} at "{key}[{position}]"'
             )
     if wrong > _NAMED_PROBLEMS:
         problems.append(
             f'and {wrong - _NAMED_PROBLEMS} more items of "{key}" that are no strings'
         )
     return problems
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
 
 
 def _query_state(data: dict) -> dict:

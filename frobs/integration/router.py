@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any
 
+from .. import jsoncodec
 from ..errors import InputError
 from ..events.router import PayloadFieldRouter
 from ..events.service import EventsService
@@ -70,17 +71,11 @@ def _what_was_sent(payload: dict, key: str) -> str:
 
 
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
+    """``null``, or the type with its article: ``an array``, ``a number``."""
+    name = jsoncodec.type_name(value)
+    if name == "null":
+        return name
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def _shown(value: Any) -> str:
