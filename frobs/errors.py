@@ -52,6 +52,15 @@ class PayloadTooLargeError(ServiceError):
     name = "PayloadTooLargeError"
     status = 413
 
+    @classmethod
+    def over(cls, limit: int | None) -> "PayloadTooLargeError":
+        """A body over ``limit`` bytes (``events.http.maxBodyBytes``), any route."""
+        size = f"{limit} bytes" if limit is not None else "the limit"
+        return cls(
+            f"The request body is larger than {size} (events.http.maxBodyBytes); "
+            "send a smaller body or raise the limit"
+        )
+
 
 class UnsupportedMediaTypeError(ServiceError):
     name = "UnsupportedMediaTypeError"

@@ -13,7 +13,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import ServiceError, error_envelope
+from .errors import PayloadTooLargeError, ServiceError, error_envelope
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +27,6 @@ _HTTP_ERROR_NAMES = {
     413: "PayloadTooLargeError",
     415: "UnsupportedMediaTypeError",
 }
-
-
-def _too_large(limit: int | None) -> str:
-    """The same words as the webhook ingress's, for every other body."""
-    size = f"{limit} bytes" if limit is not None else "the limit"
-    return (
-        f"The request body is larger than {size} (events.http.maxBodyBytes); "
-        "send a smaller body or raise the limit"
-    )
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -54,7 +45,7 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = _too_large(request.max_content_length)
+            message = str(PayloadTooLargeError.over(request.max_content_length))
         response, status = envelope(
             _HTTP_ERROR_NAMES.get(status, "Error"), message, status
         )

@@ -42,11 +42,6 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 PayloadCheck = Callable[[Any], None]
 
-_TOO_LARGE = (
-    "The request body is larger than {limit} bytes (events.http.maxBodyBytes); "
-    "send a smaller body or raise the limit"
-)
-
 
 class HttpIngress:
     def __init__(
@@ -160,7 +155,7 @@ class HttpIngress:
         """
         limit = self.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLargeError(_TOO_LARGE.format(limit=limit))
+            raise PayloadTooLargeError.over(limit)
 
         request.max_content_length = limit + 1
         stream = request.stream
@@ -171,7 +166,7 @@ class HttpIngress:
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLargeError(_TOO_LARGE.format(limit=limit))
+                raise PayloadTooLargeError.over(limit)
             chunks.append(chunk)
 
     def _media_type(self) -> tuple[str, dict[str, str]]:

@@ -3,10 +3,11 @@
 The same contract as ``FileInbox`` (see ``inbox``): an accepted event is a row
 of ``event_inbox`` until every subscriber has it, a dead letter is the same row
 marked dead, a delivery id done is a row of ``event_done``.  An entry being
-delivered is held by an advisory lock, so no two workers of any instance
-deliver it at once, and a dead holder's lock goes with its connection.  A record that need not survive a power loss is written
-with ``synchronous_commit`` off.  The inbox only stores and finds entries;
-``EventProcessor`` decides what happens to them.
+delivered is held by an advisory lock, so no two workers of any instance deliver
+it at once, and a dead holder's lock goes with its connection.  A record that
+need not survive a power loss is written with ``synchronous_commit`` off.  The
+inbox only stores and finds entries; ``EventProcessor`` decides what happens to
+them.
 """
 
 from __future__ import annotations
