@@ -78,3 +78,10 @@ def shown_delivery_id(metadata: Mapping[str, str]) -> str | None:
     if given is None or len(given) <= SHOWN_DELIVERY_ID:
         return given
     return given[:SHOWN_DELIVERY_ID] + "..."
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value a sender gave, for a log line or a refusal: escaped by ``repr``
+    (so no newline or control character gets through), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from ..errors import InputError
 from ..metrics import EVENTS_ROUTED, EVENTS_UNROUTED
-from .params import EventParams, shown_delivery_id
+from .params import EventParams, shown, shown_delivery_id
 from .service import EventsService
 
 logger = logging.getLogger(__name__)
@@ -33,12 +33,6 @@ SUB_TOPIC_RULE = (
     "letters, digits and '.', '_', ':', '-', starting with a letter or digit, "
     "at most 100 characters"
 )
-
-
-def shown(value: object, limit: int = 60) -> str:
-    """A value from a request, for a log line: escaped by ``repr``, cut short."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class EventRouter(ABC):

@@ -28,6 +28,7 @@ import secrets
 import time
 from typing import Callable, Iterable
 
+from .params import shown
 from .validators import Rejection, RequestDetails, RequestValidator
 
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
@@ -40,12 +41,6 @@ UNIX_SECONDS = re.compile(r"[0-9]{1,15}")
 def refused(reason: str, lead: str = "invalid signature") -> Rejection:
     """A 403 saying what was wrong; ``reason`` must hold no secret or signature."""
     return Rejection(403, {"message": f"{lead}: {reason}"})
-
-
-def _shown(value: str, limit: int = 40) -> str:
-    """A header value the sender gave, quoted and cut short, for a refusal."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _secrets(secrets: Iterable[str]) -> list[bytes]:
@@ -221,7 +216,7 @@ class StandardWebhooksValidator(RequestValidator):
         timestamp = headers["webhook-timestamp"]
         if not UNIX_SECONDS.fullmatch(timestamp):
             return refused(
-                f"webhook-timestamp {_shown(timestamp)} is not a Unix time in "
+                f"webhook-timestamp {shown(timestamp, 40)} is not a Unix time in "
                 "seconds (1 to 15 digits, such as 1700000000)"
             )
         stale = self._stale(int(timestamp))
