@@ -28,7 +28,7 @@ from .config import Config, ConfigError, load_config
 from .durations import parse_duration
 from .events.dead_letters_api import DeadLettersApi
 from .events.inbox import FileInbox
-from .events.ingress import DEFAULT_MAX_BODY_BYTES, HttpIngress
+from .events.ingress import HttpIngress
 from .events.ordering import EventOrder
 from .events.processor import DeliveryPolicy, EventProcessor
 from .events.router import EventRouter, require_json_object
@@ -43,6 +43,7 @@ from .integration.router import FrobsEventRouter, check_frobs_payload
 from .integration.setup import frobs_providers
 from .metrics import metrics_blueprint
 from .openapi import openapi_blueprint
+from .request_body import DEFAULT_MAX_BODY_BYTES
 from .scheduler import Scheduler
 from .scheduler_api import SchedulerApi
 

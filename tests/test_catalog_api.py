@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 
@@ -267,15 +268,34 @@ def test_by_refs_memory_does_not_grow_with_the_answer(client):
     assert peak < 2_000_000, peak  # a few chunks, not the 30 MB answer
 
 
-def test_by_refs_over_the_size_limit_names_the_limit(tmp_path):
+@pytest.mark.parametrize("chunked", [False, True], ids=["with a length", "chunked"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"entityRefs": ["component:default/x"] * 100}).encode(),
+        # Valid JSON up to the limit, spaces past it: cut at the limit, it
+        # would parse and be answered.
+        b'{"entityRefs": []}' + b" " * 2000,
+    ],
+    ids=["refs", "padding"],
+)
+def test_by_refs_over_the_size_limit_names_the_limit(tmp_path, body, chunked):
     store, _ = load(tmp_path, resolve_placeholders=True)
     app = Flask("test")
     app.register_blueprint(CatalogApi(store).blueprint(), url_prefix="/api/catalog")
     app.config["MAX_CONTENT_LENGTH"] = 1000
     register_error_handlers(app)
+    sent = (
+        {
+            "input_stream": io.BytesIO(body),
+            "headers": {"Transfer-Encoding": "chunked"},
+            "environ_overrides": {"wsgi.input_terminated": True},
+        }
+        if chunked
+        else {"data": body}
+    )
     response = app.test_client().post(
-        "/api/catalog/entities/by-refs",
-        json={"entityRefs": ["component:default/x"] * 100},
+        "/api/catalog/entities/by-refs", content_type="application/json", **sent
     )
     assert response.status_code == 413
     message = response.get_json()["error"]["message"]

@@ -26,6 +26,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import jsoncodec
 from ..errors import InputError, NotFoundError
+from ..request_body import read_body
 from .entity_ref import EntityRefError, parse_entity_ref
 from .query import (
     CatalogQuery,
@@ -254,7 +255,7 @@ def _batch_request() -> tuple[list[str], list[str]]:
             f"Content-Type is {given}; send application/json)"
         )
     try:
-        body = jsoncodec.decode_large(request.get_data(cache=False))
+        body = jsoncodec.decode_large(read_body())
     except ValueError as error:
         raise InputError(f"{_MALFORMED}the body is not valid JSON: {error}") from None
     except RecursionError:

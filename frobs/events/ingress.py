@@ -28,17 +28,15 @@ from werkzeug.http import parse_options_header
 from ..errors import (
     InputError,
     NotFoundError,
-    PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
 from ..metrics import EVENTS_RECEIVED
+from ..request_body import DEFAULT_MAX_BODY_BYTES, read_body
 from .body_parsers import BodyParsers
 from .params import EventParams, safe_metadata, shown_delivery_id
 from .validators import RequestDetails, RequestValidator
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 PayloadCheck = Callable[[Any], None]
 
@@ -102,7 +100,7 @@ class HttpIngress:
                 f"{', '.join(self.topics) or 'none'} (events.http.topics)"
             )
 
-        raw = self._read_body()
+        raw = read_body(self.max_body_bytes)
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise UnsupportedMediaTypeError(
@@ -146,28 +144,6 @@ class HttpIngress:
             len(raw),
         )
         return jsonify({"status": "accepted"}), 202
-
-    def _read_body(self) -> bytes:
-        """The body, read in pieces and refused as soon as it passes the limit.
-
-        The stream is read by hand because a chunked body that passes werkzeug's
-        own limit is cut short silently rather than refused.
-        """
-        limit = self.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLargeError.over(limit)
-
-        request.max_content_length = limit + 1
-        stream = request.stream
-        chunks, size = [], 0
-        while True:
-            chunk = stream.read(min(64 * 1024, limit + 1 - size))
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError.over(limit)
-            chunks.append(chunk)
 
     def _media_type(self) -> tuple[str, dict[str, str]]:
         header = request.headers.get("Content-Type", "").strip()
