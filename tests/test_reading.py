@@ -1,10 +1,18 @@
-"""URL reading: allowed hosts, redirects, size caps, file: URLs kept in their folder."""
+"""URL reading: allowed hosts, redirects, size caps, timeouts, certificates,
+proxies left alone, file: URLs kept in their folder."""
 
 from __future__ import annotations
 
 import os
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
+from werkzeug import Response
 
 from frobs.reading import (
     FileUrlReader,
@@ -152,3 +160,101 @@ def test_unreachable_host_is_a_failure():
     reader = HttpUrlReader(HostAllowList(["127.0.0.1:9"]))
     with pytest.raises(ReadFailed, match="could not reach"):
         reader.read("http://127.0.0.1:9/a")
+
+
+def test_http_body_over_the_cap_without_a_length_is_refused(httpserver, reader):
+    def chunked(_request):
+        return Response((b"x" * 100 for _ in range(50)), mimetype="text/plain")
+
+    httpserver.expect_request("/stream").respond_with_handler(chunked)
+    with pytest.raises(ReadFailed, match="larger than 1000 bytes"):
+        reader.read(httpserver.url_for("/stream"))
+    # The reader is still usable afterwards.
+    httpserver.expect_request("/a").respond_with_data(b"hello")
+    assert reader.read(httpserver.url_for("/a")) == b"hello"
+
+
+def test_http_redirects_past_five_are_a_failure(httpserver, reader):
+    for n in range(7):
+        httpserver.expect_request(f"/r{n}").respond_with_data(
+            b"", status=301, headers={"Location": f"/r{n + 1}"}
+        )
+    with pytest.raises(ReadFailed, match="more than 5 redirects"):
+        reader.read(httpserver.url_for("/r0"))
+
+
+def test_http_source_silent_past_the_read_timeout_is_a_failure(httpserver):
+    def slow(_request):
+        time.sleep(3)
+        return Response(b"late")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    reader = HttpUrlReader(
+        HostAllowList([f"{httpserver.host}:{httpserver.port}"]), read_timeout=1
+    )
+    began = time.monotonic()
+    with pytest.raises(ReadFailed, match="failed"):
+        reader.read(httpserver.url_for("/slow"))
+    assert time.monotonic() - began < 2.9
+
+
+def test_http_reads_ignore_proxies_named_by_the_environment(
+    httpserver, reader, monkeypatch
+):
+    for name in ("http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    httpserver.expect_request("/a").respond_with_data(b"direct")
+    assert reader.read(httpserver.url_for("/a")) == b"direct"
+
+
+def test_http_reads_from_every_thread(httpserver, reader):
+    httpserver.expect_request("/a").respond_with_data(b"hello")
+    url = httpserver.url_for("/a")
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: reader.read(url), range(200))) == {b"hello"}
+
+
+@pytest.fixture(scope="module")
+def authority():
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_url(authority, tmp_path):
+    """A local HTTPS server whose certificate ``authority`` issued."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.issue_cert("localhost").configure_cert(context)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secure")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{server.server_port}/a"
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_certificate_from_an_unknown_authority_is_refused(https_url):
+    reader = HttpUrlReader(HostAllowList(["localhost:*"]))
+    with pytest.raises(ReadFailed, match="could not reach localhost"):
+        reader.read(https_url)
+
+
+def test_https_certificate_from_the_system_store_is_trusted(
+    https_url, authority, tmp_path, monkeypatch
+):
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    reader = HttpUrlReader(HostAllowList(["localhost:*"]))
+    assert reader.read(https_url) == b"secure"
