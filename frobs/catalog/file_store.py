@@ -38,6 +38,7 @@ segment now removed reloads everything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -82,6 +83,7 @@ _SEGMENT = re.compile(rf"^(?P<segment>{_STAMP})\.jsonl$")
 COMPACT_MIN_BYTES = 16 * 1024 * 1024
 
 
+@functools.lru_cache(maxsize=4096)  # a few keys, named at every install
 def file_name_for(location_key: str | None) -> str:
     """The base name of a location key's files; never a path."""
     if location_key is None:
@@ -200,13 +202,13 @@ class FileStore(CatalogStore):
         in memory as text; the changes of a commit whose commit line is not
         there yet (being written, or cut short by a crash) are left for later.
         """
-        path = self.log_dir / f"{self._segment}.jsonl"
+        path = self._segment_path()
+        if os.stat(path).st_size <= self._offset:
+            return  # what nearly every request finds: nothing new
         with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size <= self._offset:
-                return  # what nearly every request finds: nothing new
             handle.seek(self._offset)
             with collection_paused():
-                installed = self._read_commits(handle, path)
+                installed = self._read_commits(handle, Path(path))
             if installed >= BULK:
                 settle()
 
@@ -230,6 +232,9 @@ class FileStore(CatalogStore):
             self._offset = committed
             self._install(changes)
         return len(changes)
+
+    def _segment_path(self) -> str:
+        return f"{self.log_dir}/{self._segment}.jsonl"
 
     def _install(self, changes: list[tuple[str, StoredEntity | None]]) -> None:
         """Make the next snapshot; readers keep whatever snapshot they hold."""
@@ -304,9 +309,8 @@ class FileStore(CatalogStore):
     def _commit(self, transaction: StagedTransaction) -> int:
         """Append the commit; return the segment's descriptor, still to fsync."""
         staged = list(transaction.staged.items())
-        path = self.log_dir / f"{self._segment}.jsonl"
         before = self._offset
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+        descriptor = os.open(self._segment_path(), os.O_WRONLY | os.O_APPEND)
         try:
             size = 0
             # Encoded and written a thousand changes (a megabyte or so) at a time.
@@ -343,8 +347,8 @@ class FileStore(CatalogStore):
 
     def _cut_torn_tail(self) -> None:
         """Remove what a writer that died mid-commit left after the last line."""
-        path = self.log_dir / f"{self._segment}.jsonl"
-        if path.stat().st_size > self._offset:
+        path = self._segment_path()
+        if os.stat(path).st_size > self._offset:
             logger.warning("Removing a commit cut short in %s", path)
             os.truncate(path, self._offset)
             with open(path, "rb+") as handle:

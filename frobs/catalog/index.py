@@ -117,10 +117,11 @@ class SearchIndex:
             if held is not None and record is held[0]:
                 # Only relations other entities give it changed: no parsing.
                 # (A relation it also has of its own stays.)
-                own = set(record.relations)
-                gone = _relation_pairs(held[1] - incoming - own, wanted)
-                self._remove(ref, gone)
-                self._add(ref, _relation_pairs(incoming - held[1], wanted))
+                if wanted.relations:
+                    own = set(record.relations)
+                    gone = _relation_pairs(held[1] - incoming - own, wanted)
+                    self._remove(ref, gone)
+                    self._add(ref, _relation_pairs(incoming - held[1], wanted))
             else:
                 if held is not None:
                     self._remove(ref, _pairs(*held, wanted))
@@ -186,6 +187,8 @@ class Wanted:
 
     def __init__(self, keys: Iterable[str]) -> None:
         self.keys = frozenset(keys)
+        #: Whether any key is a relation, which other entities' changes move.
+        self.relations = any(key.startswith("relations.") for key in self.keys)
         self.prefixes = frozenset(
             key[:end]
             for key in self.keys
@@ -204,6 +207,8 @@ def _pairs(
 def _relation_pairs(
     incoming: Iterable[tuple[str, str]], wanted: Wanted
 ) -> list[tuple[str, str | None]]:
+    if not wanted.relations:
+        return []
     pairs = [(f"relations.{kind.lower()}", ref.lower()) for kind, ref in incoming]
     return [pair for pair in pairs if pair[0] in wanted.keys]
 

@@ -74,11 +74,13 @@ class MemoryCatalog:
         if not self._feed or self._feed[0][0] > version + 1:
             return None
         refs: set[str] = set()
-        for installed, changed in self._feed:
-            if installed > version:
-                if changed is None:
-                    return None
-                refs |= changed
+        # Versions in the feed are consecutive: walk back only over the newer.
+        for installed, changed in reversed(self._feed):
+            if installed <= version:
+                break
+            if changed is None:
+                return None
+            refs |= changed
         return refs
 
     def _publish(self, incoming: Incoming, changed: set[str] | None) -> None:

@@ -121,25 +121,30 @@ def update_incoming(
 
     ``incoming[target]`` holds ``(inverse type, source ref)`` for each stored
     entity whose forward relations point at ``target``.  The mapping given is not
-    changed: a new version is returned.
+    changed: a new version is returned.  A target's set is copied only when it
+    changes, so a record replaced with the same relations costs no copy, however
+    many entities point at its targets.
     """
-    changed: dict[str, set[tuple[str, str]]] = {}
+    gone: dict[str, set[tuple[str, str]]] = {}
+    came: dict[str, set[tuple[str, str]]] = {}
+    for pairs_by_target, records in ((gone, removed), (came, added)):
+        for record in records:
+            for kind, target in record.relations:
+                pair = (INVERSE[kind], record.ref)
+                pairs_by_target.setdefault(target, set()).add(pair)
 
-    def edges(target: str) -> set[tuple[str, str]]:
-        if target not in changed:
-            changed[target] = set(incoming.get(target, ()))
-        return changed[target]
-
-    for record in removed:
-        for kind, target in record.relations:
-            edges(target).discard((INVERSE[kind], record.ref))
-    for record in added:
-        for kind, target in record.relations:
-            edges(target).add((INVERSE[kind], record.ref))
-
-    touched = {t for t, pairs in changed.items() if pairs != incoming.get(t, set())}
-    updated = incoming.changed(
-        ((t, frozenset(changed[t])) for t in touched if changed[t]),
-        (t for t in touched if not changed[t]),
-    )
-    return updated, touched
+    updates, removals, touched = [], [], set()
+    for target in gone.keys() | came.keys():
+        current = incoming.get(target, frozenset())
+        plus = came.get(target, set())
+        drop = {pair for pair in gone.get(target, set()) - plus if pair in current}
+        add = plus - current
+        if not drop and not add:
+            continue
+        touched.add(target)
+        now = (current - drop) | add
+        if now:
+            updates.append((target, frozenset(now)))
+        else:
+            removals.append(target)
+    return incoming.changed(updates, removals), touched
