@@ -21,16 +21,16 @@ hashes, never anything a sender chose.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import secrets
 import time
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from .. import jsoncodec
 from ..durable_files import TMP_MARK, StripedLocks, atomic_write, fsync_dir
 from .params import EventParams
 
@@ -66,6 +66,15 @@ class InboxEntry:
             dedup_key=dedup_key,
             delivery_id=delivery_id,
         )
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> "InboxEntry":
+        """An entry from what ``encode`` gave."""
+        return cls(**jsoncodec.decode(data))
+
+    def encode(self) -> bytes:
+        """The entry as stored: a JSON object of its fields."""
+        return jsoncodec.encode({f.name: getattr(self, f.name) for f in _FIELDS})
 
     def params(self) -> EventParams:
         return EventParams(self.topic, self.payload, self.metadata)
@@ -103,7 +112,7 @@ class FileInbox:
         """Store an entry (also to replace it after an attempt); fsynced unless
         not ``durable``, when only a crash of the process cannot lose it."""
         path = self._path(self.inbox_dir, entry.id)
-        atomic_write(path, _encode(entry), durable)
+        atomic_write(path, entry.encode(), durable)
 
     def load(self, entry_id: str) -> InboxEntry | None:
         return _load(self._path(self.inbox_dir, entry_id))
@@ -121,7 +130,7 @@ class FileInbox:
     # Dead letters
 
     def bury(self, entry: InboxEntry) -> None:
-        atomic_write(self._path(self.dead_dir, entry.id), _encode(entry))
+        atomic_write(self._path(self.dead_dir, entry.id), entry.encode())
         self.remove(entry)
         fsync_dir(self.inbox_dir)
 
@@ -187,13 +196,9 @@ class FileInbox:
         return self.done_dir / hashlib.sha256(dedup_key.encode()).hexdigest()[:40]
 
 
-def _encode(entry: InboxEntry) -> bytes:
-    return json.dumps(asdict(entry), ensure_ascii=False).encode()
-
-
 def _load(path: Path) -> InboxEntry | None:
     try:
-        return InboxEntry(**json.loads(path.read_bytes()))
+        return InboxEntry.decode(path.read_bytes())
     except FileNotFoundError:
         return None
 
@@ -204,6 +209,9 @@ def _entries(folder: Path) -> Iterator[InboxEntry]:
             loaded = _load(Path(entry.path))
             if loaded is not None:
                 yield loaded
+
+
+_FIELDS = fields(InboxEntry)
 
 
 def _iso(nanoseconds: int) -> str:

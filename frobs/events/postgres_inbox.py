@@ -13,9 +13,7 @@ them.
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import AbstractContextManager
-from dataclasses import asdict
 from typing import Iterator
 
 from ..database import Database
@@ -35,7 +33,7 @@ class PostgresInbox:
             connection.execute(
                 "INSERT INTO event_inbox (id, entry) VALUES (%s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET entry = EXCLUDED.entry, dead = false",
-                (entry.id, _encode(entry)),
+                (entry.id, entry.encode().decode()),
             )
 
     def load(self, entry_id: str) -> InboxEntry | None:
@@ -60,7 +58,7 @@ class PostgresInbox:
         with self.database.connection() as connection:
             connection.execute(
                 "UPDATE event_inbox SET entry = %s, dead = true WHERE id = %s",
-                (_encode(entry), entry.id),
+                (entry.encode().decode(), entry.id),
             )
 
     def dead_letters(self) -> list[InboxEntry]:
@@ -115,7 +113,7 @@ class PostgresInbox:
                 "SELECT entry::text FROM event_inbox WHERE id = %s AND dead = %s",
                 (entry_id, dead),
             ).fetchone()
-        return None if row is None else InboxEntry(**json.loads(row[0]))
+        return None if row is None else InboxEntry.decode(row[0])
 
     def _all(self, dead: bool) -> Iterator[InboxEntry]:
         with self.database.connection() as connection:
@@ -124,7 +122,7 @@ class PostgresInbox:
                 (dead,),
             ).fetchall()
         for (text,) in rows:
-            yield InboxEntry(**json.loads(text))
+            yield InboxEntry.decode(text)
 
 
 def _digest(dedup_key: str) -> str:
@@ -132,5 +130,3 @@ def _digest(dedup_key: str) -> str:
     return hashlib.sha256(dedup_key.encode()).hexdigest()
 
 
-def _encode(entry: InboxEntry) -> str:
-    return json.dumps(asdict(entry), ensure_ascii=False)

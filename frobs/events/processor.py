@@ -14,8 +14,9 @@ again the subscribers that already succeeded.  A subscriber that fails
 ``replay`` delivers dead letters again.  The delivery id is marked done only when
 every subscriber succeeded.
 
-An entry is delivered under its inbox lock, and re-read once the lock is held, so
-no two workers deliver it at once and a finished entry is never delivered again.
+An entry is delivered under its inbox lock, so no two workers deliver it at
+once: a new entry is locked before it is stored, and any other is re-read once
+the lock is held, so a finished entry is never delivered again.
 Unfinished entries left by a crash are picked up by ``retry_due`` after a short
 grace period.
 """
@@ -84,8 +85,11 @@ class EventProcessor:
             return False
 
         entry = InboxEntry.accepted(params, key, given)
-        self.inbox.record(entry, durable=False)  # fsynced below if it stays
-        self.deliver(entry.id, blocking=True)
+        # Locked before it is stored: no other worker can deliver it meanwhile,
+        # so it needs no reading back.
+        with self.inbox.lock(entry.id, blocking=True):
+            self.inbox.record(entry, durable=False)  # fsynced below if it stays
+            self._attempt(entry)
         return True
 
     # Delivering
