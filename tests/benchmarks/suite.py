@@ -5,7 +5,8 @@ temp store, then three full syncs triggered through the scheduler API (first,
 no-op, 1 % changed), each once the workers are idle (as a scheduled resync
 minutes after the last one would find them).  The last run's service stays up
 for the figures measured at that size: at the smallest size, event to visible
-and the ingest throughput (then the bare Flask floor, loaded the same way); at
+and the ingest throughput, each ingest run followed by a run of the bare Flask
+floor (loaded the same way, started beside the service); at
 the largest, the reads, event to visible at scale, and the peak memory of the
 workers (recorded at every size).
 
@@ -225,8 +226,6 @@ class Suite:
                 self.at_size(service, size, sizes[0], sizes[-1])
             finally:
                 self.stop(service)
-            if size == sizes[0] and not self.overall.passed():
-                self.floor(service)
 
     def full_syncs(self, size: int) -> Service | None:
         """``--runs`` fresh services, three syncs each; the last one is returned."""
@@ -357,34 +356,37 @@ class Suite:
         return events, revision
 
     def ingest(self, service: Service, size: int) -> None:
+        """Ingest runs, each followed at once by a run of the bare Flask floor
+        (started beside the service): the machine's speed drifts, so each
+        ratio compares two runs taken moments apart."""
+        floor = floor_app(self.folder / "floor", service.config_path)
+        floor.folder.mkdir(exist_ok=True)
+        try:
+            self.start(floor, ready_path=figures.INGRESS)
+        except Exception as exc:
+            self.problem(f"floor: {describe(exc)}")
+            self.stop(floor)
+            floor = None
+        ingest = self.figures["ingest_throughput"]
         rates, statuses = [], Counter()
         service_cpu, bench_cpu = [], []
-        for r in range(self.args.runs):
-            events, revision = self.ingest_events(size, r)
-            budget = self.budget(f"ingest at {size}, run {r + 1}")
-            service.wait_until_idle(self.budget(f"idle before ingest run {r + 1}"))
-            cpu = (service.cpu_seconds(), own_cpu_seconds())
-            began = time.perf_counter()
-            sent_s, seen = figures.send_events(service.base_url, events, budget)
-            statuses += seen
-            try:
-                figures.wait_applied(service.base_url, revision, len(events), budget)
-                applied = len(events)
-            except BenchTimeout as exc:
-                applied = figures.applied(service.base_url, revision)
-                self.problem(f"{exc}: {applied} of {len(events)} in the time budget")
-            elapsed = time.perf_counter() - began
-            rates.append(applied / elapsed)
-            if applied:
-                service_cpu.append((service.cpu_seconds() - cpu[0]) * 1000 / applied)
-                bench_cpu.append((own_cpu_seconds() - cpu[1]) * 1000 / applied)
-            self.say(
-                f"ingest run {r + 1}: {applied} events applied in {elapsed:.2f}s "
-                f"(answered in {sent_s:.2f}s), {dict(seen)}"
-            )
-            if applied < len(events):
-                break  # what is still in flight would spoil the next run
-        self.figures["ingest_throughput"].update(
+        floor_rates, floor_statuses, floor_cpu = [], Counter(), []
+        floor_count = max(self.args.ingest_events, 2000 if not self.args.smoke else 48)
+        try:
+            for r in range(self.args.runs):
+                applied = self.ingest_run(
+                    service, size, r, rates, statuses, service_cpu, bench_cpu
+                )
+                if floor is not None:
+                    self.floor_run(
+                        floor, floor_count, r, floor_rates, floor_statuses, floor_cpu
+                    )
+                if applied < self.args.ingest_events:
+                    break  # what is still in flight would spoil the next run
+        finally:
+            if floor is not None:
+                self.stop(floor)
+        ingest.update(
             {
                 "stored": size,
                 "sender_threads": figures.SENDER_THREADS,
@@ -393,41 +395,65 @@ class Suite:
                 "service_cpu_ms_per_event": over_runs(service_cpu),
                 "benchmark_cpu_ms_per_event": over_runs(bench_cpu),
                 "service_statuses": dict(statuses),
+                "floor_events_per_run": floor_count,
+                "floor_events_per_s": over_runs(floor_rates),
+                "floor_cpu_ms_per_request": over_runs(floor_cpu),
+                "floor_statuses": dict(floor_statuses),
+                "ratio": over_runs(
+                    [s / f for s, f in zip(rates, floor_rates) if s and f]
+                ),
             }
         )
         self.check_statuses("ingest", statuses, 202)
+        if floor is not None:
+            self.check_statuses("floor", floor_statuses, 202)
 
-    def floor(self, service: Service) -> None:
-        """The bare Flask app, loaded as the service was."""
-        server = floor_app(self.folder / "floor", service.config_path)
-        server.folder.mkdir(exist_ok=True)
-        count = max(self.args.ingest_events, 2000 if not self.args.smoke else 48)
-        rates, statuses, cpu = [], Counter(), []
+    def ingest_run(
+        self,
+        service: Service,
+        size: int,
+        r: int,
+        rates,
+        statuses,
+        service_cpu,
+        bench_cpu,
+    ) -> int:
+        """One ingest run; returns how many of its events were applied."""
+        events, revision = self.ingest_events(size, r)
+        budget = self.budget(f"ingest at {size}, run {r + 1}")
+        service.wait_until_idle(self.budget(f"idle before ingest run {r + 1}"))
+        cpu = (service.cpu_seconds(), own_cpu_seconds())
+        began = time.perf_counter()
+        sent_s, seen = figures.send_events(service.base_url, events, budget)
+        statuses += seen
         try:
-            self.start(server, ready_path=figures.INGRESS)
-            for r in range(self.args.runs):
-                events = [("add", frob_name(k)) for k in range(count)]
-                budget = self.budget(f"floor, run {r + 1}")
-                used = server.cpu_seconds()
-                elapsed, seen = figures.send_events(server.base_url, events, budget)
-                statuses += seen
-                rates.append(seen[202] / elapsed)
-                if seen[202]:
-                    cpu.append((server.cpu_seconds() - used) * 1000 / seen[202])
-                self.say(f"floor run {r + 1}: {count} requests in {elapsed:.2f}s")
-        except Exception as exc:
-            self.problem(f"floor: {describe(exc)}")
-        finally:
-            self.stop(server)
-        ingest = self.figures["ingest_throughput"]
-        ingest["floor_events_per_run"] = count
-        ingest["floor_events_per_s"] = over_runs(rates)
-        ingest["floor_cpu_ms_per_request"] = over_runs(cpu)
-        ingest["floor_statuses"] = dict(statuses)
-        service_rates = ingest.get("service_events_per_s", {}).get("runs") or []
-        pairs = list(zip(service_rates, rates))
-        ingest["ratio"] = over_runs([s / f for s, f in pairs if s and f])
-        self.check_statuses("floor", statuses, 202)
+            figures.wait_applied(service.base_url, revision, len(events), budget)
+            applied = len(events)
+        except BenchTimeout as exc:
+            applied = figures.applied(service.base_url, revision)
+            self.problem(f"{exc}: {applied} of {len(events)} in the time budget")
+        elapsed = time.perf_counter() - began
+        rates.append(applied / elapsed)
+        if applied:
+            service_cpu.append((service.cpu_seconds() - cpu[0]) * 1000 / applied)
+            bench_cpu.append((own_cpu_seconds() - cpu[1]) * 1000 / applied)
+        self.say(
+            f"ingest run {r + 1}: {applied} events applied in {elapsed:.2f}s "
+            f"(answered in {sent_s:.2f}s), {dict(seen)}"
+        )
+        return applied
+
+    def floor_run(self, floor: Gunicorn, count: int, r: int, rates, statuses, cpu):
+        """One run of the bare Flask floor: ``count`` requests."""
+        events = [("add", frob_name(k)) for k in range(count)]
+        budget = self.budget(f"floor, run {r + 1}")
+        used = floor.cpu_seconds()
+        elapsed, seen = figures.send_events(floor.base_url, events, budget)
+        statuses += seen
+        rates.append(seen[202] / elapsed)
+        if seen[202]:
+            cpu.append((floor.cpu_seconds() - used) * 1000 / seen[202])
+        self.say(f"floor run {r + 1}: {count} requests in {elapsed:.2f}s")
 
     def reads(self, service: Service, size: int) -> None:
         kinds: dict[str, dict] = {}
