@@ -17,14 +17,30 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
+import secrets
 import threading
-import uuid
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Iterable, Iterator
 
 TMP_MARK = ".tmp-"
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+# Temporary names: a random mark per process (new in each forked child) and a
+# number, so no two writers ever share one and no name is ever reused.
+_TEMPORARY_NUMBERS = itertools.count()
+_process_mark = secrets.token_hex(6)
+
+
+def _new_process_mark() -> None:
+    global _process_mark
+    _process_mark = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_process_mark)
 
 
 def atomic_write(
@@ -34,22 +50,98 @@ def atomic_write(
     (so a large file never has to be held whole).  Without ``durable`` nothing
     is fsynced: the file is still whole after a crash of the process (the kernel
     keeps what was written), but may be lost or old after a power loss."""
-    temporary = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex}")
+    temporary = f"{path}{TMP_MARK}{_process_mark}-{next(_TEMPORARY_NUMBERS)}"
     try:
-        with open(temporary, "wb") as handle:
-            if isinstance(data, bytes):
-                handle.write(data)
-            else:
+        if isinstance(data, bytes):  # small, as nearly every write is: no buffer
+            _write_whole(os.open(temporary, _CREATE, 0o666), data, durable)
+        else:
+            with open(temporary, "wb") as handle:
                 handle.writelines(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _write_whole(descriptor: int, data: bytes, durable: bool) -> None:
+    """Write ``data`` at the descriptor's offset, fsync if ``durable``, close."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        if durable:
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class SpareFiles:
+    """Files of one folder written again instead of created and deleted.
+
+    ext4 without a journal does not reuse an inode deleted in the last minute
+    or more, and finds each new file's inode by stepping over every such one:
+    a file created and deleted per request makes every creation slower, the more
+    requests there were.  A writer whose files come and go ``retire``s a file
+    instead of deleting it (it is renamed to a spare name) and ``write``s into a
+    spare, renamed into place: as whole as with ``atomic_write``, and no inode
+    is freed or allocated.  Spare names carry ``TMP_MARK``, so a spare is never
+    taken for content; one removed as a leftover (by a recovery that takes it
+    for a dead process's) is simply not reused.  At most ``keep`` spares are
+    kept per process; each thread writes into a spare of its own.
+    """
+
+    def __init__(self, folder: Path, keep: int = 16) -> None:
+        self.folder = folder
+        self.keep = keep
+        self._spares: list[str] = []
+        self._pid = os.getpid()
+
+    def write(self, path: Path, data: bytes, durable: bool = True) -> None:
+        """``atomic_write(path, data, durable)``, into a spare when there is one."""
+        for spare in self._taken():
+            try:
+                descriptor = os.open(spare, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            _write_whole(descriptor, data, durable)
+            try:
+                os.replace(spare, path)
+            except FileNotFoundError:
+                continue
+            if durable:
+                fsync_dir(path.parent)
+            return
+        atomic_write(path, data, durable)
+
+    def retire(self, path: Path) -> None:
+        """Take ``path`` away: kept as a spare, or deleted when enough are kept."""
+        if self._pid != os.getpid():  # forked: the spares are the parent's
+            self._spares, self._pid = [], os.getpid()
+        if len(self._spares) >= self.keep:
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        number = next(_TEMPORARY_NUMBERS)
+        spare = f"{self.folder}/spare{TMP_MARK}{_process_mark}-{number}"
+        try:
+            os.rename(path, spare)
+        except FileNotFoundError:
+            return
+        self._spares.append(spare)
+
+    def _taken(self) -> Iterator[str]:
+        """Spares, each taken from the pool for the caller alone."""
+        while self._pid == os.getpid():
+            try:
+                yield self._spares.pop()
+            except IndexError:
+                return
 
 
 def fsync_dir(folder: Path) -> None:

@@ -7,9 +7,10 @@ Layout under ``<store>/events/``::
     done/<key hash>         a delivery id whose event every subscriber took
     locks/NN.lock           held while an entry is being delivered
 
-An entry is written with ``atomic_write`` before anyone processes it, and
-replaced whole after each attempt, so after ``kill -9`` every entry is the one
-accepted or the last attempt's record.  The processor decides when an entry must
+An entry is written whole and renamed into place before anyone processes it,
+and replaced whole after each attempt, so after ``kill -9`` every entry is the
+one accepted or the last attempt's record.  The files of delivered entries are
+written again for later ones (``SpareFiles``), not deleted.  The processor decides when an entry must
 also survive a power loss (fsynced).  Done markers are not fsynced: losing one
 only means a redelivery is processed again.
 
@@ -31,7 +32,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import jsoncodec
-from ..durable_files import TMP_MARK, StripedLocks, atomic_write, fsync_dir
+from ..durable_files import (
+    TMP_MARK,
+    SpareFiles,
+    StripedLocks,
+    atomic_write,
+    fsync_dir,
+)
 from .params import EventParams
 
 logger = logging.getLogger(__name__)
@@ -105,6 +112,8 @@ class FileInbox:
         for folder in (self.inbox_dir, self.dead_dir, self.done_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._locks = StripedLocks(self.root / "locks")
+        # Entries come and go with every event: their files are reused.
+        self._spares = SpareFiles(self.inbox_dir)
 
     # Entries
 
@@ -112,13 +121,13 @@ class FileInbox:
         """Store an entry (also to replace it after an attempt); fsynced unless
         not ``durable``, when only a crash of the process cannot lose it."""
         path = self._path(self.inbox_dir, entry.id)
-        atomic_write(path, entry.encode(), durable)
+        self._spares.write(path, entry.encode(), durable)
 
     def load(self, entry_id: str) -> InboxEntry | None:
         return _load(self._path(self.inbox_dir, entry_id))
 
     def remove(self, entry: InboxEntry) -> None:
-        self._path(self.inbox_dir, entry.id).unlink(missing_ok=True)
+        self._spares.retire(self._path(self.inbox_dir, entry.id))
 
     def entries(self) -> Iterator[InboxEntry]:
         yield from _entries(self.inbox_dir)

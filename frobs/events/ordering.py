@@ -10,7 +10,7 @@ began reading earlier can see, inside its own transaction, which keys changed
 after it read (``changed_since``).
 
 Marks live in small files under ``<store>/events/order``, named by a hash of the
-key; each holds the receive time and the key.
+key; each holds the receive time and the key, and is rewritten in place.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..durable_files import TMP_MARK, StripedLocks, atomic_write
+from ..durable_files import TMP_MARK, StripedLocks
 
 
 class EventOrder:
@@ -33,37 +33,67 @@ class EventOrder:
     @contextmanager
     def turn(self, key: str, received_at: int) -> Iterator[bool]:
         with self._locks.hold(key):
-            newest = self._mark(key)
+            yield self._mark(key, received_at)
+
+    def _mark(self, key: str, received_at: int) -> bool:
+        """Write ``received_at`` as the key's mark unless its mark is newer.
+
+        The mark is rewritten in place, the same length each time, instead of
+        replaced by a new file: a file created and deleted per event makes the
+        file system's inode allocation slower and slower.  Marks order events
+        while the service runs; they need not survive a power loss, so they
+        cost no fsync.
+        """
+        mark = _encode(received_at, key)
+        descriptor = os.open(self._path(key), _OPEN, 0o666)
+        try:
+            held = os.pread(descriptor, len(mark) + 64, 0)
+            newest = _received(held)
             if newest is not None and received_at < newest:
-                yield False
-                return
-            # Marks order events while the service runs; they need not
-            # survive a power loss, so they cost no fsync.
-            mark = f"{received_at} {key}".encode()
-            atomic_write(self._path(key), mark, durable=False)
-            yield True
+                return False
+            os.pwrite(descriptor, mark, 0)
+            if len(held) > len(mark):  # written by an older version
+                os.ftruncate(descriptor, len(mark))
+            return True
+        finally:
+            os.close(descriptor)
 
     def changed_since(self, nanoseconds: int) -> set[str]:
-        """The keys whose newest event was received after ``nanoseconds``."""
+        """The keys whose newest event was received after ``nanoseconds``.
+
+        A mark being written as this reads it may be missed; that event's
+        work is then still to be committed, after whatever reads this.
+        """
         changed = set()
         for entry in os.scandir(self.marks):
             if TMP_MARK in entry.name:
-                continue
+                continue  # left by an older version
             try:
                 if entry.stat().st_mtime_ns < nanoseconds:
                     continue
-                received, _, key = Path(entry.path).read_text().partition(" ")
+                with open(entry.path, "rb", buffering=0) as handle:
+                    held = handle.read()
             except FileNotFoundError:
                 continue
-            if int(received) > nanoseconds:
-                changed.add(key)
+            received = _received(held)
+            if received is not None and received > nanoseconds:
+                changed.add(held.partition(b" ")[2].decode())
         return changed
-
-    def _mark(self, key: str) -> int | None:
-        try:
-            return int(self._path(key).read_text().partition(" ")[0])
-        except FileNotFoundError:
-            return None
 
     def _path(self, key: str) -> Path:
         return self.marks / hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+_OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+
+
+def _encode(received_at: int, key: str) -> bytes:
+    """A mark: the receive time in 20 digits (always the same width), the key."""
+    return f"{received_at:020d} {key}".encode()
+
+
+def _received(mark: bytes) -> int | None:
+    """A mark's receive time; None for an empty or unfinished one (a crash
+    between creating the file and writing it)."""
+    digits, space, _ = mark.partition(b" ")
+    return int(digits) if space and digits.isdigit() else None

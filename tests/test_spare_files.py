@@ -1,0 +1,95 @@
+"""Spare files: a folder whose files come and go writes into retired files
+instead of creating and deleting them, every file it shows is whole, and a
+spare removed as a leftover, or one of a parent process, is never written."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from frobs.durable_files import TMP_MARK, SpareFiles
+
+
+def shown(folder) -> dict[str, bytes]:
+    """The files a reader takes for content: every name without ``TMP_MARK``."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if TMP_MARK not in p.name}
+
+
+def test_files_that_come_and_go_reuse_the_same_inodes(tmp_path):
+    spares = SpareFiles(tmp_path, keep=2)
+    inodes = set()
+    for n in range(50):
+        path = tmp_path / f"{n}.json"
+        spares.write(path, b"entry %d" % n, durable=False)
+        assert shown(tmp_path) == {f"{n}.json": b"entry %d" % n}
+        inodes.add(path.stat().st_ino)
+        spares.retire(path)
+        assert shown(tmp_path) == {}
+    assert len(inodes) == 1
+
+
+def test_no_more_than_keep_spares_stay(tmp_path):
+    spares = SpareFiles(tmp_path, keep=3)
+    paths = [tmp_path / f"{n}.json" for n in range(6)]
+    for path in paths:
+        spares.write(path, b"x" * 100)
+    for path in paths:
+        spares.retire(path)
+    assert len(list(tmp_path.iterdir())) == 3
+    assert shown(tmp_path) == {}
+
+
+def test_a_shorter_entry_in_a_spare_keeps_nothing_of_the_longer_one(tmp_path):
+    spares = SpareFiles(tmp_path)
+    spares.write(tmp_path / "a.json", b"a long first entry, longer than the next")
+    spares.retire(tmp_path / "a.json")
+    spares.write(tmp_path / "b.json", b"short")
+    assert shown(tmp_path) == {"b.json": b"short"}
+
+
+def test_a_spare_removed_as_a_leftover_is_not_missed(tmp_path):
+    spares = SpareFiles(tmp_path)
+    spares.write(tmp_path / "a.json", b"a")
+    spares.retire(tmp_path / "a.json")
+    for leftover in tmp_path.iterdir():
+        leftover.unlink()  # what a recovery does to an old temporary file
+    spares.write(tmp_path / "b.json", b"b")
+    assert shown(tmp_path) == {"b.json": b"b"}
+
+
+def test_retiring_a_file_already_gone_changes_nothing(tmp_path):
+    spares = SpareFiles(tmp_path)
+    spares.retire(tmp_path / "never.json")
+    spares.write(tmp_path / "a.json", b"a")
+    assert shown(tmp_path) == {"a.json": b"a"}
+
+
+def test_threads_each_write_a_spare_of_their_own(tmp_path):
+    spares = SpareFiles(tmp_path, keep=8)
+
+    def cycle(n: int) -> bytes:
+        path = tmp_path / f"{n}.json"
+        data = b"%d " % n * 50
+        spares.write(path, data, durable=False)
+        seen = path.read_bytes()
+        spares.retire(path)
+        return seen == data
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(cycle, range(2000)))
+    assert shown(tmp_path) == {}
+    assert len(list(tmp_path.iterdir())) <= 8
+
+
+def test_a_forked_child_leaves_its_parents_spares_alone(tmp_path):
+    spares = SpareFiles(tmp_path)
+    spares.write(tmp_path / "a.json", b"parent")
+    spares.retire(tmp_path / "a.json")
+    (parent_spare,) = tmp_path.iterdir()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        spares.write(tmp_path / "c.json", b"child")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert parent_spare.read_bytes() == b"parent"
+    assert shown(tmp_path) == {"c.json": b"child"}
