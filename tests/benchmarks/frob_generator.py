@@ -7,10 +7,10 @@ share each owner when ``n`` is a multiple of 100), tags, a description, a
 system, one or two ``dependsOn`` and a ``revision`` label.  The same arguments
 always give the same frob.
 
-``FrobsSource`` serves, over a threaded ``http.server`` on 127.0.0.1 that keeps
-connections alive as a production server would (werkzeug's development server
-closes each connection after one answer, which made every read of the service
-open a new connection):
+``FrobsSource`` serves, from a process of its own, over a threaded
+``http.server`` on 127.0.0.1 that keeps connections alive as a production
+server would (werkzeug's development server closes each connection after one
+answer, which made every read of the service open a new connection):
 
 - ``/bench/data``: the listing, frobs ``0 .. n-1`` at their current revision;
 - ``/bench/items/frob-<i>``: frob ``i`` at its current revision, for any ``i``
@@ -28,8 +28,11 @@ per change and cached, so serving 50,000 frobs costs one ``json.dumps``.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 ENV = "bench"
 BASE_REVISION = "r0"
@@ -90,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle's algorithm the body
     # would wait for the client's delayed ACK (40 ms) on a kept-alive connection.
     disable_nagle_algorithm = True
-    source: FrobsSource  # set on the subclass made by ``FrobsSource.start``
+    source: FrobsData  # set on the subclass made by ``FrobsData.start``
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.source.requests += 1
@@ -108,8 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per request would drown the suite's own output
 
 
-class FrobsSource:
-    """The generated frobs, their revisions, and the server answering for them."""
+class FrobsData:
+    """The generated frobs, their revisions, and the server answering for them,
+    in the process that serves them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -198,3 +202,94 @@ class FrobsSource:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class FrobsSource:
+    """The Frobs source in a process of its own, as a real one runs apart from
+    the service and from whoever sends the webhooks: in the benchmark process
+    it would share one interpreter lock with the sender threads, and each
+    read would wait for the senders.  Its data is changed through a pipe, one
+    call at a time, with ``FrobsData``'s methods."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._control = None
+        self._process = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._control, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(theirs,), name="frobs-source", daemon=True
+        )
+        self._process.start()
+        if not self._control.poll(60):
+            raise RuntimeError("the Frobs source did not start in 60 s")
+        self.port = self._control.recv()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        try:
+            self._call("stop")
+        except (OSError, EOFError, RuntimeError):
+            pass
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process = None
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{ENV}{path}"
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the source's process so far."""
+        if self._process is None or self._process.pid is None:
+            return 0.0
+        stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def reset(self, n: int) -> None:
+        self._call("reset", n)
+
+    def set_revision(self, indexes, revision: str) -> None:
+        self._call("set_revision", list(indexes), revision)
+
+    def change_one_percent(self, revision: str, offset: int = 0) -> list[int]:
+        return self._call("change_one_percent", revision, offset)
+
+    def _call(self, method: str, *args):
+        if self._control is None:
+            raise RuntimeError("the Frobs source is not started")
+        with self._lock:
+            self._control.send((method, args))
+            if not self._control.poll(120):
+                raise RuntimeError(f"the Frobs source did not answer {method}")
+            done, value = self._control.recv()
+        if not done:
+            raise RuntimeError(f"the Frobs source failed {method}: {value}")
+        return value
+
+
+def _serve(control) -> None:
+    """The source's process: serve the frobs, and do what the pipe asks."""
+    data = FrobsData()
+    data.start()
+    control.send(data._server.server_port)
+    try:
+        while True:
+            method, args = control.recv()
+            if method == "stop":
+                control.send((True, None))
+                return
+            try:
+                control.send((True, getattr(data, method)(*args)))
+            except Exception as exc:  # said to the caller, who raises it
+                control.send((False, repr(exc)))
+    except EOFError:
+        return  # the benchmark process is gone
+    finally:
+        data.stop()

@@ -148,7 +148,8 @@ def format_table(results: dict) -> str:
         for key, case in (
             ("service_cpu_ms_per_event", "service CPU, ms per add/modify"),
             ("floor_cpu_ms_per_request", "floor CPU, ms per request"),
-            ("benchmark_cpu_ms_per_event", "benchmark process CPU, ms per event"),
+            ("benchmark_cpu_ms_per_event", "webhook senders CPU, ms per event"),
+            ("source_cpu_ms_per_event", "Frobs source CPU, ms per event"),
         ):
             if ingest.get(key):
                 lines.append(_row("ingest throughput", case, ingest.get(key), 2))

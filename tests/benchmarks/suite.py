@@ -369,13 +369,18 @@ class Suite:
             floor = None
         ingest = self.figures["ingest_throughput"]
         rates, statuses = [], Counter()
-        service_cpu, bench_cpu = [], []
+        service_cpu, bench_cpu, source_cpu = [], [], []
         floor_rates, floor_statuses, floor_cpu = [], Counter(), []
         floor_count = max(self.args.ingest_events, 2000 if not self.args.smoke else 48)
         try:
             for r in range(self.args.runs):
                 applied = self.ingest_run(
-                    service, size, r, rates, statuses, service_cpu, bench_cpu
+                    service,
+                    size,
+                    r,
+                    rates,
+                    statuses,
+                    (service_cpu, bench_cpu, source_cpu),
                 )
                 if floor is not None:
                     self.floor_run(
@@ -394,6 +399,7 @@ class Suite:
                 "service_events_per_s": over_runs(rates),
                 "service_cpu_ms_per_event": over_runs(service_cpu),
                 "benchmark_cpu_ms_per_event": over_runs(bench_cpu),
+                "source_cpu_ms_per_event": over_runs(source_cpu),
                 "service_statuses": dict(statuses),
                 "floor_events_per_run": floor_count,
                 "floor_events_per_s": over_runs(floor_rates),
@@ -415,14 +421,16 @@ class Suite:
         r: int,
         rates,
         statuses,
-        service_cpu,
-        bench_cpu,
+        cpu_lists,
     ) -> int:
-        """One ingest run; returns how many of its events were applied."""
+        """One ingest run; returns how many of its events were applied.
+        ``cpu_lists`` get the CPU per event of the service, of this process
+        (the webhook senders) and of the Frobs source."""
         events, revision = self.ingest_events(size, r)
         budget = self.budget(f"ingest at {size}, run {r + 1}")
         service.wait_until_idle(self.budget(f"idle before ingest run {r + 1}"))
-        cpu = (service.cpu_seconds(), own_cpu_seconds())
+        clocks = (service.cpu_seconds, own_cpu_seconds, self.source.cpu_seconds)
+        cpu = [clock() for clock in clocks]
         began = time.perf_counter()
         sent_s, seen = figures.send_events(service.base_url, events, budget)
         statuses += seen
@@ -435,8 +443,8 @@ class Suite:
         elapsed = time.perf_counter() - began
         rates.append(applied / elapsed)
         if applied:
-            service_cpu.append((service.cpu_seconds() - cpu[0]) * 1000 / applied)
-            bench_cpu.append((own_cpu_seconds() - cpu[1]) * 1000 / applied)
+            for clock, used, runs in zip(clocks, cpu, cpu_lists):
+                runs.append((clock() - used) * 1000 / applied)
         self.say(
             f"ingest run {r + 1}: {applied} events applied in {elapsed:.2f}s "
             f"(answered in {sent_s:.2f}s), {dict(seen)}"
@@ -550,6 +558,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def own_cpu_seconds() -> float:
-    """User and system CPU time of this process (senders and the Frobs source)."""
+    """User and system CPU time of this process (the webhook senders)."""
     times = os.times()
     return times.user + times.system
