@@ -1,10 +1,13 @@
-"""Files that survive a crash: atomic, fsynced replacement, and striped locks.
+"""Files that survive a crash: atomic, fsynced replacement, spare files, locks.
 
 ``atomic_write`` writes a temporary file in the same folder, fsyncs it, renames
 it over the target and fsyncs the folder, so the target is always either the old
 content or the new, whole; the fsyncs can be left out where a power loss may
 lose the write.  Temporary files carry ``TMP_MARK`` in their name, so
 whoever recovers a folder can recognise and remove what a crash left behind.
+
+``SpareFiles`` keeps the files of a folder whose files come and go, to write
+them again rather than create and delete one per request.
 
 ``ProcessLock`` is a lock across every thread and every process: a thread
 lock, then a blocking ``flock`` on a file, released by the kernel when a holder

@@ -10,9 +10,9 @@ Layout under ``<store>/events/``::
 An entry is written whole and renamed into place before anyone processes it,
 and replaced whole after each attempt, so after ``kill -9`` every entry is the
 one accepted or the last attempt's record.  The files of delivered entries are
-written again for later ones (``SpareFiles``), not deleted.  The processor decides when an entry must
-also survive a power loss (fsynced).  Done markers are not fsynced: losing one
-only means a redelivery is processed again.
+written again for later ones (``SpareFiles``), not deleted.  The processor
+decides when an entry must also survive a power loss (fsynced).  Done markers
+are not fsynced: losing one only means a redelivery is processed again.
 
 The inbox only stores and finds entries; ``EventProcessor`` decides what happens
 to them.  It never writes outside its folder: file names are generated ids and
@@ -167,9 +167,12 @@ class FileInbox:
         return time.time() - done_at <= window_seconds
 
     def mark_done(self, dedup_key: str) -> None:
-        path = self._done_path(dedup_key)
-        path.write_bytes(b"")
-        os.utime(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        descriptor = os.open(self._done_path(dedup_key), flags, 0o666)
+        try:
+            os.utime(descriptor)  # done now, also when done before
+        finally:
+            os.close(descriptor)
 
     def forget_done(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
