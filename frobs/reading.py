@@ -8,9 +8,10 @@ the size cap).
 
 HTTP reads use libcurl (``pycurl``), one handle per thread, each keeping its
 connections alive; they verify certificates against the system's CA store (as
-Python's ``ssl`` finds it), use no proxy, time out when connecting takes 5 s or
-when no byte arrives for 30 s, follow at most five redirects and only to
-allowed hosts, and stop reading once a body passes the cap.
+Python's ``ssl`` finds it), use no proxy, decode compressed answers, time out
+when connecting takes 5 s or when less than a byte a second arrives over 30 s,
+follow at most five redirects and only to allowed http(s) hosts, and stop
+reading once a body (decoded) passes the cap.
 ``file:`` URLs are resolved against the folder of the config file that named them
 and may not leave it, symlinks included.  Readers keep no per-request state and
 may be shared by every thread of a worker.
@@ -111,12 +112,9 @@ class HttpUrlReader(UrlReader):
         self._local = threading.local()
 
     def read(self, url: str) -> bytes:
+        first = url
         for _ in range(MAX_REDIRECTS + 1):
-            if not self.allow.allows(url):
-                raise ReadRefused(
-                    f"{_host_of(url)} is not an allowed host; add it to "
-                    "backend.reading.allow"
-                )
+            self._check(url, first)
             status, location, body = self._get(url)
             if status in _REDIRECTS and location:
                 url = location
@@ -126,7 +124,24 @@ class HttpUrlReader(UrlReader):
             if status != 200:
                 raise ReadFailed(f"{url} answered {status}")
             return body
-        raise ReadFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
+        raise ReadFailed(
+            f"{first}: more than {MAX_REDIRECTS} redirects (the last to {url})"
+        )
+
+    def _check(self, url: str, first: str) -> None:
+        """Refuse a URL that is not http(s), names no host, or leaves the hosts
+        allowed; ``first`` is the URL configured, when ``url`` is a redirect."""
+        via = "" if url == first else f" (a redirect of {first})"
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ReadRefused(f"{url}{via}: only http and https URLs can be read")
+        if not parts.hostname:
+            raise ReadRefused(f"{url}{via} names no host")
+        if not self.allow.allows(url):
+            raise ReadRefused(
+                f"{_host_of(url)}{via} is not an allowed host; add it to "
+                "backend.reading.allow"
+            )
 
     def _get(self, url: str) -> tuple[int, str | None, bytes]:
         """One GET: the status, the redirect target if any, and the body."""
@@ -153,9 +168,15 @@ class HttpUrlReader(UrlReader):
                 raise ReadFailed(
                     f"{url} is larger than {self.max_bytes} bytes"
                 ) from None
-            if code == pycurl.E_OPERATION_TIMEDOUT or size:
-                raise ReadFailed(f"reading {url} failed: {message}") from None
-            raise ReadFailed(f"could not reach {_host_of(url)}: {message}") from None
+            unreachable = code in _UNREACHABLE or (
+                code == pycurl.E_OPERATION_TIMEDOUT
+                and curl.getinfo(pycurl.CONNECT_TIME) == 0
+            )
+            if unreachable:
+                raise ReadFailed(
+                    f"could not reach {_host_of(url)}: {message}"
+                ) from None
+            raise ReadFailed(f"reading {url} failed: {message}") from None
         finally:
             curl.setopt(pycurl.WRITEFUNCTION, _discard)  # drop the closure
         status = curl.getinfo(pycurl.RESPONSE_CODE)
@@ -170,17 +191,32 @@ class HttpUrlReader(UrlReader):
             curl.setopt(pycurl.FOLLOWLOCATION, 0)  # followed here, host by host
             curl.setopt(pycurl.PROXY, "")  # not even one named by the environment
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(CONNECT_TIMEOUT * 1000))
-            # No byte for read_timeout seconds ends the read.
+            # Less than a byte a second over read_timeout seconds ends the read.
             curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
             curl.setopt(pycurl.LOW_SPEED_TIME, max(1, round(self.read_timeout)))
             curl.setopt(pycurl.MAXFILESIZE_LARGE, self.max_bytes)
             curl.setopt(pycurl.USERAGENT, "frobs-catalog")
+            # Compressed answers are welcome and decoded; the cap counts
+            # what they decode to.
+            curl.setopt(pycurl.ACCEPT_ENCODING, "")
             paths = ssl.get_default_verify_paths()
             if paths.cafile:
                 curl.setopt(pycurl.CAINFO, paths.cafile)
             if paths.capath:
                 curl.setopt(pycurl.CAPATH, paths.capath)
         return curl
+
+
+#: Failures before a request could be sent: the host was not reached, or not
+#: trusted.  Any other failure is of a read that had started.
+_UNREACHABLE = {
+    pycurl.E_COULDNT_RESOLVE_HOST,
+    pycurl.E_COULDNT_CONNECT,
+    pycurl.E_SSL_CONNECT_ERROR,
+    pycurl.E_PEER_FAILED_VERIFICATION,
+    pycurl.E_SSL_CERTPROBLEM,
+    pycurl.E_SSL_CACERT_BADFILE,
+}
 
 
 def _discard(chunk: bytes) -> None:

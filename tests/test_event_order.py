@@ -4,6 +4,8 @@ an older version are read and rewritten, all in the same file."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from frobs.events.ordering import EventOrder
@@ -80,3 +82,13 @@ def test_a_mark_of_an_older_version_is_read_and_rewritten(tmp_path):
     path.write_bytes(b"5 frobs-a:x and more than a mark holds now")
     assert turns(order, "frobs-a:x", [T]) == [True]
     assert path.read_bytes() == f"{T:020d} frobs-a:x".encode()
+
+
+def test_changed_since_reads_a_mark_whose_file_time_is_a_little_early(tmp_path):
+    """File times tick coarser than ``time_ns``: a mark written just after the
+    moment asked about may carry a time a few milliseconds before it."""
+    order = EventOrder(tmp_path)
+    turns(order, "frobs-a:x", [T + 1])
+    (path,) = order.marks.iterdir()
+    os.utime(path, ns=(T - 4_000_000, T - 4_000_000))
+    assert order.changed_since(T) == {"frobs-a:x"}

@@ -3,6 +3,7 @@ proxies left alone, file: URLs kept in their folder."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import ssl
 import threading
@@ -179,8 +180,9 @@ def test_http_redirects_past_five_are_a_failure(httpserver, reader):
         httpserver.expect_request(f"/r{n}").respond_with_data(
             b"", status=301, headers={"Location": f"/r{n + 1}"}
         )
-    with pytest.raises(ReadFailed, match="more than 5 redirects"):
-        reader.read(httpserver.url_for("/r0"))
+    first = httpserver.url_for("/r0")
+    with pytest.raises(ReadFailed, match=f"{first}: more than 5 redirects"):
+        reader.read(first)
 
 
 def test_http_source_silent_past_the_read_timeout_is_a_failure(httpserver):
@@ -258,3 +260,79 @@ def test_https_certificate_from_the_system_store_is_trusted(
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     reader = HttpUrlReader(HostAllowList(["localhost:*"]))
     assert reader.read(https_url) == b"secure"
+
+
+def test_http_compressed_answer_is_decoded(httpserver, reader):
+    document = b'{"frobs": [{"id": "a"}]}'
+    httpserver.expect_request("/gz").respond_with_data(
+        gzip.compress(document), headers={"Content-Encoding": "gzip"}
+    )
+    assert reader.read(httpserver.url_for("/gz")) == document
+
+
+def test_http_compressed_answer_over_the_cap_once_decoded_is_refused(
+    httpserver, reader
+):
+    httpserver.expect_request("/bomb").respond_with_data(
+        gzip.compress(b"0" * 100_000), headers={"Content-Encoding": "gzip"}
+    )
+    with pytest.raises(ReadFailed, match="larger than 1000 bytes"):
+        reader.read(httpserver.url_for("/bomb"))
+
+
+@pytest.mark.parametrize(
+    "location, error",
+    [
+        ("file:///etc/passwd", "only http and https URLs can be read"),
+        ("ftp://127.0.0.1/x", "only http and https URLs can be read"),
+    ],
+)
+def test_http_redirect_to_what_is_no_http_url_is_refused(
+    httpserver, reader, location, error
+):
+    httpserver.expect_request("/away").respond_with_data(
+        b"", status=302, headers={"Location": location}
+    )
+    url = httpserver.url_for("/away")
+    with pytest.raises(ReadRefused, match=error) as refused:
+        reader.read(url)
+    assert f"a redirect of {url}" in str(refused.value)
+
+
+def test_a_connection_closed_mid_body_is_a_failed_read(reader):
+    class Cut(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/cut"
+        mine = HttpUrlReader(HostAllowList([f"127.0.0.1:{server.server_port}"]))
+        with pytest.raises(ReadFailed, match=f"reading {url} failed"):
+            mine.read(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "url, error",
+    [
+        ("http:///frobs/a", "names no host"),
+        ("ftp://example.com/frobs/a", "only http and https URLs can be read"),
+    ],
+)
+def test_a_configured_url_that_is_no_http_url_is_refused(url, error):
+    reader = HttpUrlReader(HostAllowList(["example.com"]))
+    with pytest.raises(ReadRefused, match=error):
+        reader.read(url)

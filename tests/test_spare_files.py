@@ -1,13 +1,20 @@
 """Spare files: a folder whose files come and go writes into retired files
-instead of creating and deleting them, every file it shows is whole, and a
-spare removed as a leftover, or one of a parent process, is never written."""
+instead of creating and deleting them, every file it shows is whole, a spare
+removed as a leftover, or one of a parent process, is never written, and the
+inbox, which reuses its files so, lists only whole entries under their names."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from frobs.durable_files import TMP_MARK, SpareFiles
+from frobs.events.inbox import FileInbox, InboxEntry
+from frobs.events.params import EventParams
 
 
 def shown(folder) -> dict[str, bytes]:
@@ -93,3 +100,53 @@ def test_a_forked_child_leaves_its_parents_spares_alone(tmp_path):
     os.waitpid(child, 0)
     assert parent_spare.read_bytes() == b"parent"
     assert shown(tmp_path) == {"c.json": b"child"}
+
+
+def test_an_inbox_listed_while_entries_come_and_go_shows_only_whole_entries(
+    tmp_path,
+):
+    """A listing reads entries without their locks, while delivered entries'
+    files are retired and written again for others: it never shows an entry
+    under another's name, nor fails on one half written."""
+    inbox = FileInbox(tmp_path)
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            params = EventParams("frobs.add", {"id": f"f{n}", "pad": "x" * n})
+            entry = InboxEntry.accepted(params, f"key{n}", None)
+            with inbox.lock(entry.id, blocking=True):
+                inbox.record(entry, durable=False)
+                inbox.remove(entry)
+
+    def scan() -> None:
+        while not stop.is_set():
+            try:
+                for entry in inbox.entries():
+                    if entry.payload["id"] != f"f{entry.dedup_key[3:]}":
+                        problems.append(f"{entry.id} holds {entry.payload}")
+            except Exception as exc:  # what the retry loop would have met
+                problems.append(repr(exc))
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    threads.append(threading.Thread(target=scan))
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    assert list(inbox.entries()) == []
+
+
+def test_an_inbox_file_that_is_not_its_entry_is_reported(tmp_path):
+    inbox = FileInbox(tmp_path)
+    entry = InboxEntry.accepted(EventParams("frobs.add", {"id": "a"}), "k", None)
+    inbox.record(entry)
+    (tmp_path / "inbox" / f"{entry.id}.json").write_bytes(b'{"id": "cut sh')
+    with pytest.raises(ValueError, match="is not a whole entry"):
+        list(inbox.entries())

@@ -218,9 +218,39 @@ def _load(path: Path) -> InboxEntry | None:
 def _entries(folder: Path) -> Iterator[InboxEntry]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.endswith(".json") and TMP_MARK not in entry.name:
-            loaded = _load(Path(entry.path))
+            loaded = _listed(Path(entry.path))
             if loaded is not None:
                 yield loaded
+
+
+def _listed(path: Path) -> InboxEntry | None:
+    """The entry of a file found by listing, read without the entry's lock.
+
+    Meanwhile the entry may be delivered and its file retired and written for
+    another entry (see ``SpareFiles``): what was read is then another entry,
+    or part of one, and the file is no longer at ``path``.  Such an entry is
+    skipped (None), as one whose file was deleted; a file still at ``path``
+    that does not hold its entry is corrupt, and raises ``ValueError``.
+    """
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            data = handle.read()
+            inode = os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return None
+    try:
+        entry = InboxEntry.decode(data)
+        if entry.id == path.stem:
+            return entry
+        problem = f"it holds entry {entry.id!r}"
+    except (ValueError, TypeError) as exc:
+        problem = str(exc)
+    try:
+        if os.stat(path).st_ino != inode:
+            return None
+    except FileNotFoundError:
+        return None
+    raise ValueError(f"inbox file {path} is not a whole entry: {problem}")
 
 
 _FIELDS = fields(InboxEntry)

@@ -69,8 +69,8 @@ class EventOrder:
             if TMP_MARK in entry.name:
                 continue  # left by an older version
             try:
-                if entry.stat().st_mtime_ns < nanoseconds:
-                    continue
+                if entry.stat().st_mtime_ns < nanoseconds - MTIME_SLACK_NS:
+                    continue  # not written since: no need to read it
                 with open(entry.path, "rb", buffering=0) as handle:
                     held = handle.read()
             except FileNotFoundError:
@@ -85,6 +85,11 @@ class EventOrder:
 
 
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+
+#: File times come from a clock coarser than ``time.time_ns`` (a few
+#: milliseconds on Linux): a mark written after a moment may carry an earlier
+#: time, so a mark is read unless its time is this much earlier.
+MTIME_SLACK_NS = 1_000_000_000
 
 
 def _encode(received_at: int, key: str) -> bytes:
