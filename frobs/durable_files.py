@@ -94,12 +94,13 @@ class SpareFiles:
     instead of deleting it (it is renamed to a spare name) and ``write``s into a
     spare, renamed into place: as whole as with ``atomic_write``, and no inode
     is freed or allocated.  Spare names carry ``TMP_MARK``, so a spare is never
-    taken for content; one removed as a leftover (by a recovery that takes it
-    for a dead process's) is simply not reused.  At most ``keep`` spares are
-    kept per process; each thread writes into a spare of its own.
+    taken for content, and it is emptied when retired, so it keeps nothing of
+    what it held; one removed as a leftover (by a recovery that takes it for a
+    dead process's) is simply not reused.  At most ``keep`` spares are kept per
+    process; each thread writes into a spare of its own.
     """
 
-    def __init__(self, folder: Path, keep: int = 16) -> None:
+    def __init__(self, folder: Path, keep: int = 8) -> None:
         self.folder = folder
         self.keep = keep
         self._spares: list[str] = []
@@ -134,6 +135,7 @@ class SpareFiles:
         spare = f"{self.folder}/spare{TMP_MARK}{_process_mark}-{number}"
         try:
             os.rename(path, spare)
+            os.truncate(spare, 0)  # what it held is not kept
         except FileNotFoundError:
             return
         self._spares.append(spare)

@@ -20,6 +20,29 @@ REPO = Path(__file__).resolve().parent.parent
 FIGURES = ("event_to_visible", "ingest_throughput", "full_sync", "reads", "memory")
 
 
+def run_suite(arguments: list[str]) -> subprocess.CompletedProcess:
+    """Run the suite; stopped (a timeout, Ctrl-C), it gets SIGTERM first, so
+    it stops its services and removes its temp folder before it exits."""
+    command = [sys.executable, "tests/benchmarks/run.py", *arguments]
+    with subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as suite:
+        try:
+            stdout, stderr = suite.communicate(timeout=180)
+        except BaseException:
+            suite.terminate()
+            try:
+                suite.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                suite.kill()
+            raise
+    return subprocess.CompletedProcess(command, suite.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("store", ["file", "postgres"])
 def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(
     tmp_path, store
@@ -27,10 +50,8 @@ def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(
     if store == "postgres":
         postgres_or_skip()
     results_path = tmp_path / "results.json"
-    finished = subprocess.run(
+    finished = run_suite(
         [
-            sys.executable,
-            "tests/benchmarks/run.py",
             "--smoke",
             "--store",
             store,
@@ -38,11 +59,7 @@ def test_the_benchmark_suite_runs_in_smoke_mode_and_writes_every_figure(
             str(results_path),
             "--timeout",
             "120",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
+        ]
     )
     output = f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr[-4000:]}"
     # 0, or 1 when it reports problems (a slow machine may run out of budgets);

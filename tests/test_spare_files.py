@@ -93,12 +93,14 @@ def test_a_forked_child_leaves_its_parents_spares_alone(tmp_path):
     spares.write(tmp_path / "a.json", b"parent")
     spares.retire(tmp_path / "a.json")
     (parent_spare,) = tmp_path.iterdir()
+    inode = parent_spare.stat().st_ino
     child = os.fork()
     if child == 0:  # pragma: no cover (runs in the child)
         spares.write(tmp_path / "c.json", b"child")
         os._exit(0)
     os.waitpid(child, 0)
-    assert parent_spare.read_bytes() == b"parent"
+    assert parent_spare.stat().st_ino == inode
+    assert (tmp_path / "c.json").stat().st_ino != inode
     assert shown(tmp_path) == {"c.json": b"child"}
 
 
@@ -150,3 +152,11 @@ def test_an_inbox_file_that_is_not_its_entry_is_reported(tmp_path):
     (tmp_path / "inbox" / f"{entry.id}.json").write_bytes(b'{"id": "cut sh')
     with pytest.raises(ValueError, match="is not a whole entry"):
         list(inbox.entries())
+
+
+def test_a_retired_file_keeps_nothing_of_what_it_held(tmp_path):
+    spares = SpareFiles(tmp_path)
+    spares.write(tmp_path / "a.json", b'{"secret": "payload"}')
+    spares.retire(tmp_path / "a.json")
+    (spare,) = tmp_path.iterdir()
+    assert TMP_MARK in spare.name and spare.read_bytes() == b""
