@@ -19,6 +19,7 @@ may be shared by every thread of a worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -69,13 +70,24 @@ class HostAllowList:
         self._compiled = [_host_regex(p) for p in self.patterns]
 
     def allows(self, url: str) -> bool:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        with_port = f"{host}:{parts.port}" if parts.port else host
+        _, host, port = _address(url)
+        with_port = f"{host}:{port}" if port else host
         return any(
             regex.fullmatch(with_port if ":" in pattern else host)
             for pattern, regex in zip(self.patterns, self._compiled)
         )
+
+
+@functools.lru_cache(maxsize=1024)  # a read asks several times of one URL
+def _address(url: str) -> tuple[str, str, int | None]:
+    """A URL's scheme and host, lower-cased, and its port (-1 for a port that
+    is no port)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def _host_regex(pattern: str) -> re.Pattern:
@@ -132,10 +144,12 @@ class HttpUrlReader(UrlReader):
         """Refuse a URL that is not http(s), names no host, or leaves the hosts
         allowed; ``first`` is the URL configured, when ``url`` is a redirect."""
         via = "" if url == first else f" (a redirect of {first})"
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
+        scheme, host, port = _address(url)
+        if scheme not in ("http", "https"):
             raise ReadRefused(f"{url}{via}: only http and https URLs can be read")
-        if not parts.hostname:
+        if port == -1:
+            raise ReadRefused(f"{url}{via} has a port that is no port number")
+        if not host:
             raise ReadRefused(f"{url}{via} names no host")
         if not self.allow.allows(url):
             raise ReadRefused(
@@ -270,7 +284,7 @@ class UrlReaders(UrlReader):
         self.files = files
 
     def read(self, url: str) -> bytes:
-        scheme = urlsplit(url).scheme.lower()
+        scheme = _address(url)[0]
         if scheme in ("http", "https"):
             return self.http.read(url)
         if scheme == "file" and self.files is not None:

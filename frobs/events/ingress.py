@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from werkzeug.http import parse_options_header
 
 from ..errors import (
@@ -39,6 +39,9 @@ from .validators import RequestDetails, RequestValidator
 logger = logging.getLogger(__name__)
 
 PayloadCheck = Callable[[Any], None]
+
+#: The answer to nearly every webhook, encoded once.
+_ACCEPTED = b'{"status":"accepted"}\n'
 
 
 class HttpIngress:
@@ -143,7 +146,9 @@ class HttpIngress:
             shown_delivery_id(headers) or "-",
             len(raw),
         )
-        return jsonify({"status": "accepted"}), 202
+        return current_app.response_class(
+            _ACCEPTED, 202, mimetype=current_app.json.mimetype
+        )
 
     def _media_type(self) -> tuple[str, dict[str, str]]:
         header = request.headers.get("Content-Type", "").strip()
