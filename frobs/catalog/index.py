@@ -22,7 +22,7 @@ The index only reads snapshots.  One lock guards it; every method takes it.
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from typing import AbstractSet, Iterable
 
 from ..bulk import collection_paused, settle
 from .search import Alternative, search_pairs
@@ -39,7 +39,7 @@ class SearchIndex:
         self._postings: Postings = {}
         self._wanted = Wanted(())
         self._requested: set[str] = set()
-        self._indexed: dict[str, tuple[StoredEntity, frozenset]] = {}
+        self._indexed: dict[str, tuple[StoredEntity, AbstractSet]] = {}
 
     def want(self, keys: Iterable[str]) -> None:
         """Index ``keys`` at the next ``sync``, before any filter names them."""
@@ -197,7 +197,7 @@ class Wanted:
 
 
 def _pairs(
-    record: StoredEntity, incoming: frozenset, wanted: Wanted
+    record: StoredEntity, incoming: AbstractSet, wanted: Wanted
 ) -> list[tuple[str, str | None]]:
     """The wanted search rows of a record as served: its own, and its inverse
     relations."""

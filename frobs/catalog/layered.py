@@ -1,4 +1,4 @@
-"""``LayeredMap``: a read-only mapping whose next version costs what changed.
+"""``LayeredMap`` and ``LayeredSet``: read-only versions that cost what changed.
 
 A catalog snapshot must stay as it was while a request reads it, and the next
 snapshot must not copy tens of thousands of entries to change one.  A
@@ -10,18 +10,27 @@ O(sqrt n) amortized and a read at most two dict lookups.
 
 A ``LayeredMap`` never changes after it is made, and never holds a deleted key:
 removals are recorded in the top layer as tombstones until folded.
+
+A ``LayeredSet`` does for a set what a ``LayeredMap`` does for a dict: a base
+frozenset shared between versions, plus the members added and the base members
+dropped since, folded into a new base when they outgrow the square root of the
+base.  The catalog keeps one per entity that others point at (a group owning
+thousands of entities), so that one more owned entity does not copy them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Set
 from typing import Iterable, Iterator, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 _GONE = object()
 _MIN_TOP = 256
+_MIN_SET_TOP = 16
 
 
 class LayeredMap(Mapping[K, V]):
@@ -112,3 +121,60 @@ class LayeredMap(Mapping[K, V]):
                     base[key] = value
             return LayeredMap(base, {}, len(base))
         return LayeredMap(base, top, length)
+
+
+class LayeredSet(Set[T]):
+    """An immutable set; ``changed`` gives the next version.  Operators (``|``,
+    ``-``, ...) give plain frozensets."""
+
+    __slots__ = ("_base", "_added", "_dropped")
+
+    def __init__(
+        self,
+        base: frozenset = frozenset(),
+        added: frozenset = frozenset(),
+        dropped: frozenset = frozenset(),
+    ) -> None:
+        # Always: ``added`` is disjoint from ``base``, ``dropped`` within it.
+        self._base, self._added, self._dropped = base, added, dropped
+
+    @classmethod
+    def _from_iterable(cls, members: Iterable) -> frozenset:
+        return frozenset(members)
+
+    def __contains__(self, member: object) -> bool:
+        if member in self._base:
+            return member not in self._dropped
+        return member in self._added
+
+    def __iter__(self) -> Iterator[T]:
+        dropped = self._dropped
+        if dropped:
+            yield from (member for member in self._base if member not in dropped)
+        else:
+            yield from self._base
+        yield from self._added
+
+    def __len__(self) -> int:
+        return len(self._base) - len(self._dropped) + len(self._added)
+
+    def __repr__(self) -> str:
+        return f"LayeredSet({set(self)!r})"
+
+    def changed(self, add: Iterable[T] = (), drop: Iterable[T] = ()) -> "LayeredSet[T]":
+        """A new version with ``drop`` taken out, then ``add`` put in."""
+        base = self._base
+        added, dropped = set(self._added), set(self._dropped)
+        for member in drop:
+            if member in base:
+                dropped.add(member)
+            else:
+                added.discard(member)
+        for member in add:
+            if member in base:
+                dropped.discard(member)
+            else:
+                added.add(member)
+        if len(added) + len(dropped) > max(_MIN_SET_TOP, math.isqrt(2 * len(base))):
+            return LayeredSet(base.difference(dropped).union(added))
+        return LayeredSet(base, frozenset(added), frozenset(dropped))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .entity_ref import EntityRefError, parse_entity_ref
-from .layered import LayeredMap
+from .layered import LayeredMap, LayeredSet
 from .problem import Problem
 
 INVERSE = {
@@ -110,7 +110,9 @@ def sort_spec_arrays(spec: dict) -> None:
             spec[field] = sorted(values)
 
 
-Incoming = LayeredMap[str, frozenset[tuple[str, str]]]
+_NONE: LayeredSet = LayeredSet()
+
+Incoming = LayeredMap[str, LayeredSet[tuple[str, str]]]
 
 
 def update_incoming(
@@ -123,7 +125,8 @@ def update_incoming(
     entity whose forward relations point at ``target``.  The mapping given is not
     changed: a new version is returned.  A target's set is copied only when it
     changes, so a record replaced with the same relations costs no copy, however
-    many entities point at its targets.
+    many entities point at its targets, and a set that changes costs what
+    changed in it (``LayeredSet``), not its size.
     """
     gone: dict[str, set[tuple[str, str]]] = {}
     came: dict[str, set[tuple[str, str]]] = {}
@@ -135,16 +138,17 @@ def update_incoming(
 
     updates, removals, touched = [], [], set()
     for target in gone.keys() | came.keys():
-        current = incoming.get(target, frozenset())
+        current = incoming.get(target, _NONE)
         plus = came.get(target, set())
         drop = {pair for pair in gone.get(target, set()) - plus if pair in current}
-        add = plus - current
+        add = {pair for pair in plus if pair not in current}
         if not drop and not add:
             continue
         touched.add(target)
-        now = (current - drop) | add
-        if now:
-            updates.append((target, frozenset(now)))
+        if len(drop) < len(current):
+            updates.append((target, current.changed(add, drop)))
+        elif add:
+            updates.append((target, LayeredSet(frozenset(add))))
         else:
             removals.append(target)
     return incoming.changed(updates, removals), touched

@@ -24,7 +24,7 @@ import json
 import sys
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Iterable, Iterator, Mapping
+from typing import AbstractSet, Iterable, Iterator, Mapping
 
 from .. import jsoncodec
 from ..errors import ServiceUnavailableError
@@ -132,7 +132,7 @@ class CatalogSnapshot:
     def __init__(
         self,
         by_ref: Mapping[str, StoredEntity],
-        incoming: Mapping[str, frozenset] | None = None,
+        incoming: Mapping[str, AbstractSet] | None = None,
         by_uid: Mapping[str, StoredEntity] | None = None,
         version: int = 0,
     ) -> None:
@@ -159,7 +159,7 @@ class CatalogSnapshot:
         return served_entity(record, self.incoming.get(record.ref, frozenset()))
 
 
-def served_entity(record: StoredEntity, incoming: frozenset) -> dict:
+def served_entity(record: StoredEntity, incoming: AbstractSet) -> dict:
     """The entity as served: with the inverse relations ``incoming`` gives it."""
     entity = record.entity
     if not incoming:
