@@ -661,11 +661,14 @@ def test_a_burst_survives_kill_9_of_workers_and_of_the_whole_server(
                     accepted_count[0] += 1
                 return
             event.failures.append(outcome)
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or given_up.is_set():
                 return  # never accepted: reported below
             time.sleep(rng_local().uniform(0.05, 0.3))
 
     local = threading.local()
+    # Set when the test fails while the clients send: they stop at once
+    # instead of retrying every event until its deadline.
+    given_up = threading.Event()
 
     def rng_local() -> random.Random:
         if not hasattr(local, "rng"):
@@ -695,7 +698,7 @@ def test_a_burst_survives_kill_9_of_workers_and_of_the_whole_server(
         pick = random.Random(client_seeds[n])
         pending = {frob: list(planned[frob]) for frob in shares[n]}
         current: dict[str, list[dict] | None] = {}
-        while pending:
+        while pending and not given_up.is_set():
             frob = pick.choice(sorted(pending))
             event = pending[frob].pop(0)
             current[frob] = play(event, current.get(frob))
@@ -752,6 +755,9 @@ def test_a_burst_survives_kill_9_of_workers_and_of_the_whole_server(
             left_by_crash.extend(service.inbox())
             time.sleep(rng.uniform(0.3, 2.0))
             launch(service)
+        except BaseException:
+            given_up.set()
+            raise
         finally:
             for future in clients:
                 future.result()

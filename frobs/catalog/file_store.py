@@ -208,11 +208,11 @@ class FileStore(CatalogStore):
         with open(path, "rb") as handle:
             handle.seek(self._offset)
             with collection_paused():
-                installed = self._read_commits(handle, Path(path))
+                installed = self._read_commits(handle, path)
             if installed >= BULK:
                 settle()
 
-    def _read_commits(self, handle: BinaryIO, path: Path) -> int:
+    def _read_commits(self, handle: BinaryIO, path: str) -> int:
         """Install the whole commits there; return how many changes."""
         changes: list[tuple[str, StoredEntity | None]] = []
         pending: list[tuple[str, StoredEntity | None]] = []
@@ -502,7 +502,7 @@ def _delete_line(ref: str) -> bytes:
     return (json.dumps({"delete": ref}, ensure_ascii=False) + "\n").encode()
 
 
-def _decode_line(line: bytes, path: Path) -> tuple[str, StoredEntity | None] | None:
+def _decode_line(line: bytes, path: str) -> tuple[str, StoredEntity | None] | None:
     """A put or delete line's change; None for a header or commit line."""
     try:
         document = jsoncodec.decode(line)

@@ -161,7 +161,7 @@ class FileInbox:
 
     def is_done(self, dedup_key: str, window_seconds: float) -> bool:
         try:
-            done_at = self._done_path(dedup_key).stat().st_mtime
+            done_at = os.stat(self._done_path(dedup_key)).st_mtime
         except FileNotFoundError:
             return False
         return time.time() - done_at <= window_seconds
@@ -204,8 +204,8 @@ class FileInbox:
             raise ValueError(f"not an inbox entry id: {entry_id!r}")
         return folder / f"{entry_id}.json"
 
-    def _done_path(self, dedup_key: str) -> Path:
-        return self.done_dir / hashlib.sha256(dedup_key.encode()).hexdigest()[:40]
+    def _done_path(self, dedup_key: str) -> str:
+        return f"{self.done_dir}/{hashlib.sha256(dedup_key.encode()).hexdigest()[:40]}"
 
 
 def _load(path: Path) -> InboxEntry | None:

@@ -80,8 +80,8 @@ class EventOrder:
                 changed.add(held.partition(b" ")[2].decode())
         return changed
 
-    def _path(self, key: str) -> Path:
-        return self.marks / hashlib.sha256(key.encode()).hexdigest()[:40]
+    def _path(self, key: str) -> str:
+        return f"{self.marks}/{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
