@@ -159,6 +159,8 @@ def _store_status(config: Config) -> tuple[dict, str]:
     try:
         with connection:
             pending = pending_migrations(connection)
+    except DatabaseUnavailable as error:
+        raise click.ClickException(f"catalog database: {error}") from None
     except psycopg.Error as error:
         raise click.ClickException(
             "catalog database: reachable, but which migrations it has cannot be "

@@ -107,7 +107,11 @@ def template_host(template: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.replace("placeholder", "*")
-    return f"{host}:{parts.port}" if parts.port else host
+    try:
+        port = parts.port
+    except ValueError:
+        return None  # no port number: refused when the provider starts
+    return f"{host}:{port}" if port else host
 
 
 class HttpUrlReader(UrlReader):
@@ -126,7 +130,7 @@ class HttpUrlReader(UrlReader):
     def read(self, url: str) -> bytes:
         first = url
         for _ in range(MAX_REDIRECTS + 1):
-            self._check(url, first)
+            self.check(url, first)
             status, location, body = self._get(url)
             if status in _REDIRECTS and location:
                 url = location
@@ -140,10 +144,10 @@ class HttpUrlReader(UrlReader):
             f"{first}: more than {MAX_REDIRECTS} redirects (the last to {url})"
         )
 
-    def _check(self, url: str, first: str) -> None:
+    def check(self, url: str, first: str | None = None) -> None:
         """Refuse a URL that is not http(s), names no host, or leaves the hosts
         allowed; ``first`` is the URL configured, when ``url`` is a redirect."""
-        via = "" if url == first else f" (a redirect of {first})"
+        via = "" if first is None or url == first else f" (a redirect of {first})"
         scheme, host, port = _address(url)
         if scheme not in ("http", "https"):
             raise ReadRefused(f"{url}{via}: only http and https URLs can be read")
@@ -284,11 +288,23 @@ class UrlReaders(UrlReader):
         self.files = files
 
     def read(self, url: str) -> bytes:
+        return self._reader_of(url).read(url)
+
+    def check(self, url: str) -> None:
+        """Raise ``ReadRefused`` if reading ``url`` would be refused whatever its
+        source holds (a configured URL is checked so before anything is read)."""
+        reader = self._reader_of(url)
+        if reader is self.http:
+            self.http.check(url)
+        else:
+            self.files.path_of(url)  # type: ignore[union-attr]
+
+    def _reader_of(self, url: str) -> UrlReader:
         scheme = _address(url)[0]
         if scheme in ("http", "https"):
-            return self.http.read(url)
+            return self.http
         if scheme == "file" and self.files is not None:
-            return self.files.read(url)
+            return self.files
         raise ReadRefused(f"{url}: only http, https and file URLs can be read")
 
 

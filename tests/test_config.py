@@ -279,6 +279,87 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
         create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
 
 
+@pytest.mark.parametrize(
+    "settings, problem",
+    [
+        (
+            {"itemUrl": "ftp://frobs.example.com/{id}"},
+            "itemUrl: ftp://frobs.example.com/frob-id: only http, https and file",
+        ),
+        (
+            {"itemUrl": "https:///items/{id}"},
+            "itemUrl: https:///items/frob-id names no host",
+        ),
+        (
+            {"itemUrl": "https://frobs.example.com:x/{id}"},
+            "itemUrl: https://frobs.example.com:x/frob-id has a port that is no port",
+        ),
+        (
+            {"itemUrl": "https://frobs.example.com/{name}"},
+            "itemUrl: {name} is no placeholder here; itemUrl may hold {env}, {id}",
+        ),
+        (
+            {"itemUrl": "https://frobs.example.com/items"},
+            "itemUrl: 'https://frobs.example.com/items' has no {id}",
+        ),
+        (
+            {"previousStateUrl": "https://frobs.example.com/previous"},
+            "previousStateUrl: 'https://frobs.example.com/previous' has no {id}",
+        ),
+        (
+            {"dataUrl": "https://frobs.example.com/{id}"},
+            "dataUrl: {id} is no placeholder here; dataUrl may hold {env}",
+        ),
+        (
+            {"itemUrl": "https://elsewhere.example.org/{id}", "allow": True},
+            "itemUrl: elsewhere.example.org is not an allowed host",
+        ),
+    ],
+    ids=[
+        "ftp",
+        "no host",
+        "bad port",
+        "unknown placeholder",
+        "item without id",
+        "previous state without id",
+        "id in data url",
+        "host not allowed",
+    ],
+)
+def test_a_url_template_that_cannot_be_read_stops_startup(tmp_path, settings, problem):
+    from frobs.app import create_app
+
+    allow = settings.pop("allow", False)
+    urls = "".join(f"        {name}: '{url}'\n" for name, url in settings.items())
+    text = (
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        f"  providers:\n    frobs:\n      dev:\n{urls}"
+    )
+    if allow:
+        text += "backend:\n  reading:\n    allow:\n      - host: frobs.example.com\n"
+    path = write(tmp_path, "c.yaml", text)
+    with pytest.raises(ConfigError) as raised:
+        create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
+    assert f"catalog.providers.frobs.dev.{problem}" in str(raised.value)
+
+
+def test_url_templates_that_can_be_read_start(tmp_path):
+    from frobs.app import create_app
+
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        "  providers:\n    frobs:\n"
+        "      dev:\n        dataUrl: 'file:frobs-{env}.json'\n"
+        "        itemUrl: 'file:items/{env}/{id}.json'\n"
+        "        previousStateUrl: '{itemUrl}.previous'\n"
+        "      prod:\n        itemUrl: 'https://frobs-{env}.example.com/items/{id}'\n"
+        "        previousStateUrl: 'https://frobs.example.com/{env}/{id}/before'\n",
+    )
+    create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
+
+
 def test_substituted_guard_settings_become_a_number_and_a_boolean(tmp_path):
     path = write(
         tmp_path,

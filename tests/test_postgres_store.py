@@ -33,7 +33,7 @@ from gunicorn_service import (
     wait_until,
     wait_until_serving,
 )
-from stores import fresh_schema
+from stores import fresh_schema, postgres_or_skip
 from werkzeug.wrappers import Request, Response
 
 from frobs.app import create_app
@@ -151,6 +151,18 @@ def test_advisory_locks_are_scoped_to_the_schema(postgres_url):
 def test_an_unreachable_database_is_a_clear_error():
     with pytest.raises(DatabaseUnavailable, match="cannot reach the database"):
         PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+
+
+def test_a_search_path_naming_no_schema_is_a_clear_error_and_creates_nothing():
+    base = postgres_or_skip()
+    url = f"{base}?options=-csearch_path%3Dno_such_schema_here"
+    with pytest.raises(
+        DatabaseUnavailable, match=r"no schema .* \(no_such_schema_here\)"
+    ):
+        PostgresStore(url)
+    with psycopg.connect(url, autocommit=True) as connection:
+        with pytest.raises(DatabaseUnavailable, match="CREATE SCHEMA"):
+            postgres_store.pending_migrations(connection)
 
 
 def test_a_postgres_store_without_a_url_names_the_setting(monkeypatch, tmp_path):

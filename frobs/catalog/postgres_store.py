@@ -36,6 +36,7 @@ import psycopg
 from .. import jsoncodec
 from ..bulk import BULK, collection_paused, settle
 from ..database import Database
+from ..errors import DatabaseUnavailable
 from ..metrics import STORE_WRITE_SECONDS
 from .memory import Change, MemoryCatalog, StagedTransaction
 from .packed import unpack
@@ -193,6 +194,7 @@ def migrate(connection: psycopg.Connection) -> list[str]:
     """Apply the migrations this database lacks, in order; return their names."""
     applied_now = []
     with connection.transaction():
+        require_schema(connection)
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -213,11 +215,25 @@ def migrate(connection: psycopg.Connection) -> list[str]:
     return applied_now
 
 
+def require_schema(connection: psycopg.Connection) -> None:
+    """Raise ``DatabaseUnavailable`` when no schema on the connection's search
+    path exists: the service's tables could be neither found nor created."""
+    (schema,) = connection.execute("SELECT current_schema()").fetchone()
+    if schema is None:
+        (path,) = connection.execute("SHOW search_path").fetchone()
+        raise DatabaseUnavailable(
+            f"the database has no schema for the service's tables: none of its "
+            f"search_path ({path}) exists; create it (CREATE SCHEMA), or correct "
+            "the options of catalog.store.url (or DATABASE_URL)"
+        )
+
+
 def pending_migrations(connection: psycopg.Connection) -> list[str]:
     """The migrations ``migrate`` would apply to this database, in order, found
     in a read-only transaction: nothing is created or changed."""
     with connection.transaction():
         connection.execute("SET TRANSACTION READ ONLY")
+        require_schema(connection)
         (table,) = connection.execute(
             "SELECT to_regclass('schema_migrations')"
         ).fetchone()

@@ -128,5 +128,3 @@ class PostgresInbox:
 def _digest(dedup_key: str) -> str:
     """What ``event_done`` keeps of a key (which may hold a NUL, that text cannot)."""
     return hashlib.sha256(dedup_key.encode()).hexdigest()
-
-

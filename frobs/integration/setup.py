@@ -2,12 +2,16 @@
 
 Each provider gets its URL templates, its mass-deletion guard settings, a URL
 reader limited to the allowed hosts and to the folder of the config file that
-names it, and its full-sync schedule.  ``file:`` URLs that would leave their
-folder stop startup here, before anything is read.
+names it, and its full-sync schedule.  A URL template that could never be
+read stops startup here, before anything is read: a placeholder the template
+cannot have, an item URL without ``{id}``, a scheme other than http, https and
+file, no host, a host outside ``backend.reading.allow``, or a ``file:`` URL
+leaving its folder.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..config import Config, ConfigError
@@ -76,13 +80,12 @@ def frobs_providers(
             max_deletion_ratio=settings.get("maxDeletionRatio", 0.5),
             allow_empty_source=settings.get("allowEmptySource", False),
         )
+        readers = UrlReaders(http, files)
         problems += [
-            f"{source}: {key}: {exc}"
-            for exc in _file_url_problems(files, provider_settings)
+            f"{source}: {key}.{problem}"
+            for problem in _url_problems(readers, provider_settings)
         ]
-        provider = FrobsEntityProvider(
-            provider_settings, UrlReaders(http, files), order
-        )
+        provider = FrobsEntityProvider(provider_settings, readers, order)
         providers.append((provider, _task_schedule(settings.get("schedule") or {})))
 
     if problems:
@@ -90,16 +93,45 @@ def frobs_providers(
     return providers
 
 
-def _file_url_problems(
-    files: FileUrlReader, settings: FrobsProviderSettings
-) -> list[ReadRefused]:
+#: What a URL template may hold besides text, by setting.
+_PLACEHOLDERS = {
+    "dataUrl": {"{env}"},
+    "itemUrl": {"{env}", "{id}"},
+    "previousStateUrl": {"{env}", "{id}", "{itemUrl}"},
+}
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _url_problems(readers: UrlReaders, settings: FrobsProviderSettings) -> list[str]:
+    """What makes a provider's URL templates unreadable, each as
+    ``<setting>: <problem>``; checked with a sample frob id."""
+    templates = {
+        "dataUrl": (settings.data_url, settings.data()),
+        "itemUrl": (settings.item_url, settings.item("frob-id")),
+        "previousStateUrl": (
+            settings.previous_state_url,
+            settings.previous_state("frob-id"),
+        ),
+    }
     problems = []
-    for url in (settings.data(), settings.item("x"), settings.previous_state("x")):
-        if url.lower().startswith("file:"):
-            try:
-                files.path_of(url)
-            except ReadRefused as exc:
-                problems.append(exc)
+    for name, (template, url) in templates.items():
+        known, found = _PLACEHOLDERS[name], set(_PLACEHOLDER.findall(template))
+        if found - known:
+            problems.append(
+                f"{name}: {', '.join(sorted(found - known))} is no placeholder "
+                f"here; {name} may hold {', '.join(sorted(known))}"
+            )
+            continue
+        if name != "dataUrl" and not found & {"{id}", "{itemUrl}"}:
+            problems.append(
+                f"{name}: {template!r} has no {{id}}, so every frob would be "
+                "read from the same URL"
+            )
+            continue
+        try:
+            readers.check(url)
+        except ReadRefused as exc:
+            problems.append(f"{name}: {exc}")
     return problems
 
 

@@ -1,7 +1,9 @@
 """Results: statistics over runs, the machine, the markdown table and the JSON.
 
 ``over_runs`` turns the per-run values of one figure into median, min and max.
-``machine`` and ``git_commit`` describe where and what was measured.
+``machine`` and ``git_commit`` describe where and what was measured;
+``reference_ms`` times a fixed piece of work, so that runs on a machine whose
+speed drifts (a virtual machine's does, up to twice) can be told apart.
 ``format_table`` renders the results as the markdown table the README's
 "Performance" section is pasted from; ``write_json`` saves everything.
 """
@@ -13,6 +15,7 @@ import os
 import platform
 import statistics
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -49,6 +52,23 @@ def machine() -> dict:
         "flask": metadata.version("flask"),
         "platform": platform.platform(),
     }
+
+
+def reference_ms(rounds: int = 5) -> float:
+    """Milliseconds a fixed piece of pure-Python work takes here (the median of
+    ``rounds``): encoding, decoding and sorting what a small catalog holds.  It
+    moves with the machine's speed and never with the service's code."""
+    document = [
+        {"kind": "Component", "metadata": {"name": f"frob-{i}"}, "tags": ["a", "b"]}
+        for i in range(2000)
+    ]
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        decoded = json.loads(json.dumps(document))
+        sorted(decoded, key=lambda entity: entity["metadata"]["name"][::-1])
+        times.append((time.perf_counter() - began) * 1000)
+    return round(statistics.median(times), 2)
 
 
 def git_commit() -> dict:
@@ -105,6 +125,16 @@ def format_table(results: dict) -> str:
     """The figures as one markdown table: median, min and max over the runs."""
     figures = results.get("figures", {})
     lines = ["| figure | case | median | min | max |", "|---|---|---:|---:|---:|"]
+    samples = results.get("machine", {}).get("reference_ms")
+    if samples:
+        lines.append(
+            _row(
+                "machine",
+                "reference Python work, ms (lower is faster; taken between figures)",
+                over_runs(samples),
+                2,
+            )
+        )
 
     for size, fig in figures.get("event_to_visible", {}).items():
         events = fig.get("events_per_run")

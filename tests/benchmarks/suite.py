@@ -37,7 +37,14 @@ import psycopg
 
 from benchmarks import figures
 from benchmarks.frob_generator import FrobsSource, frob_name, teams
-from benchmarks.report import format_table, git_commit, machine, over_runs, write_json
+from benchmarks.report import (
+    format_table,
+    git_commit,
+    machine,
+    over_runs,
+    reference_ms,
+    write_json,
+)
 from benchmarks.service import (
     BenchTimeout,
     Deadline,
@@ -210,10 +217,16 @@ class Suite:
             server.stop()
         self.running.clear()
 
+    def take_reference(self) -> None:
+        """Time the reference work once more (the machine's speed, now)."""
+        samples = self.results["machine"].setdefault("reference_ms", [])
+        samples.append(reference_ms())
+
     # The order of things
 
     def run(self) -> None:
         self.source.start()
+        self.take_reference()
         sizes = self.args.size_list
         for size in sizes:
             if self.overall.passed():
@@ -295,6 +308,7 @@ class Suite:
                 continue
             try:
                 figure(service, size)
+                self.take_reference()
             except Exception as exc:
                 self.problem(f"{figure.__name__} at {size}: {describe(exc)}")
         # Every worker loads the catalog before its memory is read.
