@@ -261,6 +261,20 @@ def database_url(config: Config) -> str:
                 "postgresql://user:password@host:5432/catalog"
             ]
         )
+    from psycopg.conninfo import conninfo_to_dict  # only when PostgreSQL is used
+
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # the driver's ProgrammingError, or a parse error
+        reason = " ".join(str(exc).replace(url, "the URL").split())
+        raise ConfigError(
+            [
+                f"{config.source_of('catalog.store.url') or 'DATABASE_URL'}: "
+                f"catalog.store.url (or DATABASE_URL) is no PostgreSQL URL the "
+                f"driver can use ({reason}); write it as "
+                "postgresql://user:password@host:5432/catalog"
+            ]
+        ) from None
     return url
 
 

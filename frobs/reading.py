@@ -90,6 +90,10 @@ def _address(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
+#: What a host name or IP address may hold (IPv6 as urlsplit gives it: unbracketed).
+_HOST_NAME = re.compile(r"[a-z0-9._:-]+")
+
+
 def _host_regex(pattern: str) -> re.Pattern:
     prefix = ""
     if pattern.startswith("*."):
@@ -155,6 +159,8 @@ class HttpUrlReader(UrlReader):
             raise ReadRefused(f"{url}{via} has a port that is no port number")
         if not host:
             raise ReadRefused(f"{url}{via} names no host")
+        if not _HOST_NAME.fullmatch(host):
+            raise ReadRefused(f"{url}{via}: {host!r} is no host name")
         if not self.allow.allows(url):
             raise ReadRefused(
                 f"{_host_of(url)}{via} is not an allowed host; add it to "

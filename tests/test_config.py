@@ -264,7 +264,7 @@ def test_gunicorn_stops_before_starting_workers_naming_each_problem(tmp_path):
 
 @pytest.mark.parametrize(
     "url",
-    ["file:../outside.json", "file:///etc/passwd", "file:%2e%2e/x/{id}.json"],
+    ["file:../outside/{id}.json", "file:///etc/{id}", "file:%2e%2e/x/{id}.json"],
 )
 def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
     from frobs.app import create_app
@@ -284,15 +284,20 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
     [
         (
             {"itemUrl": "ftp://frobs.example.com/{id}"},
-            "itemUrl: ftp://frobs.example.com/frob-id: only http, https and file",
+            "itemUrl: 'ftp://frobs.example.com/{id}': only http, https and file",
         ),
         (
             {"itemUrl": "https:///items/{id}"},
-            "itemUrl: https:///items/frob-id names no host",
+            "itemUrl: 'https:///items/{id}' names no host",
         ),
         (
             {"itemUrl": "https://frobs.example.com:x/{id}"},
-            "itemUrl: https://frobs.example.com:x/frob-id has a port that is no port",
+            "itemUrl: 'https://frobs.example.com:x/{id}' has a port that is no port",
+        ),
+        (
+            {"itemUrl": "https://frobs example.com/{id}"},
+            "itemUrl: 'https://frobs example.com/{id}': 'frobs example.com' is no "
+            "host name",
         ),
         (
             {"itemUrl": "https://frobs.example.com/{name}"},
@@ -300,7 +305,15 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
         ),
         (
             {"itemUrl": "https://frobs.example.com/items"},
-            "itemUrl: 'https://frobs.example.com/items' has no {id}",
+            "itemUrl: 'https://frobs.example.com/items' has no {id} where",
+        ),
+        (
+            {"itemUrl": "https://frobs.example.com/items#{id}"},
+            "itemUrl: 'https://frobs.example.com/items#{id}' has no {id} where",
+        ),
+        (
+            {"itemUrl": "https://{id}@frobs.example.com/items"},
+            "itemUrl: 'https://{id}@frobs.example.com/items' has no {id} where",
         ),
         (
             {"previousStateUrl": "https://frobs.example.com/previous"},
@@ -319,8 +332,11 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
         "ftp",
         "no host",
         "bad port",
+        "space in host",
         "unknown placeholder",
         "item without id",
+        "id in the fragment only",
+        "id in the user name only",
         "previous state without id",
         "id in data url",
         "host not allowed",
@@ -336,11 +352,35 @@ def test_a_url_template_that_cannot_be_read_stops_startup(tmp_path, settings, pr
         f"  providers:\n    frobs:\n      dev:\n{urls}"
     )
     if allow:
-        text += "backend:\n  reading:\n    allow:\n      - host: frobs.example.com\n"
+        text += "backend:\n  reading:\n    allow:\n      - host: '*.example.com'\n"
     path = write(tmp_path, "c.yaml", text)
     with pytest.raises(ConfigError) as raised:
         create_app(load_config({"APP_CONFIG": path}, tmp_path), False)
-    assert f"catalog.providers.frobs.dev.{problem}" in str(raised.value)
+    # One line, for the setting given, even when another is made of it.
+    (line,) = raised.value.problems
+    assert line.startswith(f"{path}: catalog.providers.frobs.dev.{problem}"), line
+
+
+def test_a_url_problem_names_the_file_that_sets_that_url(tmp_path):
+    from frobs.app import create_app
+
+    base = write(
+        tmp_path,
+        "base.yaml",
+        f"catalog:\n  store:\n    path: {tmp_path / 'store'}\n"
+        "  providers:\n    frobs:\n      prod:\n"
+        "        dataUrl: 'https://frobs.example.com/data'\n",
+    )
+    override = write(
+        tmp_path,
+        "over.yaml",
+        "catalog:\n  providers:\n    frobs:\n      prod:\n"
+        "        itemUrl: 'ftp://frobs.example.com/{id}'\n",
+    )
+    config = load_config({"APP_CONFIG": f"{base}:{override}"}, tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        create_app(config, False)
+    assert [p.split(": ")[0] for p in raised.value.problems] == [override]
 
 
 def test_url_templates_that_can_be_read_start(tmp_path):

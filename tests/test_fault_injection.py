@@ -31,6 +31,7 @@ Set ``FAULT_SEED`` to replay a run's random choices (histories, kill moments).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -374,9 +375,18 @@ class Service:
         entries = []
         for path in _json_files(folder):
             try:
-                entries.append(json.loads(path.read_bytes()))
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                    inode = os.fstat(handle.fileno()).st_ino
+                entries.append(json.loads(data))
             except FileNotFoundError:
                 continue  # delivered meanwhile
+            except ValueError:
+                # Delivered as it was read: its file was retired, emptied and
+                # perhaps reused (a spare file), and is no longer at ``path``.
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == inode:
+                        raise
         return entries
 
 

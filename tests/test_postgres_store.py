@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +173,53 @@ def test_a_postgres_store_without_a_url_names_the_setting(monkeypatch, tmp_path)
     )
     with pytest.raises(ConfigError, match="catalog.store.url.*DATABASE_URL"):
         create_app(config, start_background=False)
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("mysql://frobs:s3cret@127.0.0.1/catalog", "missing"),
+        ("postgresql://127.0.0.1:5432/test?bogus=1", "bogus"),
+    ],
+)
+def test_a_url_the_driver_cannot_use_names_the_setting_and_not_the_password(
+    monkeypatch, tmp_path, url, reason
+):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = Config(
+        data={
+            "catalog": {
+                "store": {"type": "postgres", "url": url, "path": str(tmp_path)}
+            }
+        }
+    )
+    with pytest.raises(ConfigError) as raised:
+        create_app(config, start_background=False)
+    message = str(raised.value)
+    assert "catalog.store.url (or DATABASE_URL) is no PostgreSQL URL" in message
+    assert reason in message and "s3cret" not in message
+
+
+def test_a_role_that_may_not_create_tables_is_a_clear_error():
+    base = postgres_or_skip()
+    name = f"test_nocreate_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN")
+        admin.execute(f"CREATE SCHEMA {name}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {name} TO {name}")
+    url = re.sub(r"//[^@/]*@", "//", base).replace("//", f"//{name}@", 1)
+    url = f"{url}?options=-csearch_path%3D{name}"
+    try:
+        with pytest.raises(DatabaseUnavailable, match="grant its role CREATE"):
+            PostgresStore(url)
+        with psycopg.connect(url, autocommit=True) as connection:
+            with pytest.raises(DatabaseUnavailable, match="no CREATE privilege"):
+                postgres_store.pending_migrations(connection)
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+            admin.execute(f"DROP OWNED BY {name}")
+            admin.execute(f"DROP ROLE {name}")
 
 
 def test_readiness_says_not_ready_when_the_database_stops_answering(

@@ -332,6 +332,8 @@ def test_a_connection_closed_mid_body_is_a_failed_read(reader):
         ("ftp://example.com/frobs/a", "only http and https URLs can be read"),
         ("http://example.com:99999/frobs/a", "has a port that is no port number"),
         ("http://example.com:x/frobs/a", "has a port that is no port number"),
+        ("http://exam ple.com/frobs/a", "'exam ple.com' is no host name"),
+        ("http://example.com%2f..%2f/frobs/a", "is no host name"),
     ],
 )
 def test_a_configured_url_that_is_no_http_url_is_refused(url, error):

@@ -66,7 +66,10 @@ class PostgresStore(CatalogStore):
         self._memory = MemoryCatalog()
         self._version = -1  # the database version the memory holds; -1: none
         with self.database.dedicated() as connection:
-            migrate(connection)
+            try:
+                migrate(connection)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise DatabaseUnavailable(_cannot_create(exc)) from None
 
     def close(self) -> None:
         self.database.close()
@@ -243,7 +246,23 @@ def pending_migrations(connection: psycopg.Connection) -> list[str]:
                 name
                 for (name,) in connection.execute("SELECT name FROM schema_migrations")
             }
-    return [p.name for p in sorted(MIGRATIONS.glob("*.sql")) if p.name not in done]
+        pending = [
+            p.name for p in sorted(MIGRATIONS.glob("*.sql")) if p.name not in done
+        ]
+        (may_create,) = connection.execute(
+            "SELECT has_schema_privilege(current_schema(), 'CREATE')"
+        ).fetchone()
+    if pending and not may_create:
+        raise DatabaseUnavailable(_cannot_create("no CREATE privilege"))
+    return pending
+
+
+def _cannot_create(reason: object) -> str:
+    return (
+        f"the database does not let the service create its tables ({reason}); "
+        "grant its role CREATE on the schema, or name a schema of its own in "
+        "the options of catalog.store.url (or DATABASE_URL)"
+    )
 
 
 def _streamed(

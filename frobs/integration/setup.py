@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..config import Config, ConfigError
 from ..durations import parse_duration
@@ -81,10 +82,9 @@ def frobs_providers(
             allow_empty_source=settings.get("allowEmptySource", False),
         )
         readers = UrlReaders(http, files)
-        problems += [
-            f"{source}: {key}.{problem}"
-            for problem in _url_problems(readers, provider_settings)
-        ]
+        for name, problem in _url_problems(readers, provider_settings):
+            named = config.source_of(f"{key}.{name}") or source
+            problems.append(f"{named}: {key}.{name}: {problem}")
         provider = FrobsEntityProvider(provider_settings, readers, order)
         providers.append((provider, _task_schedule(settings.get("schedule") or {})))
 
@@ -100,39 +100,57 @@ _PLACEHOLDERS = {
     "previousStateUrl": {"{env}", "{id}", "{itemUrl}"},
 }
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_SAMPLE_ID = "frob-id"
 
 
-def _url_problems(readers: UrlReaders, settings: FrobsProviderSettings) -> list[str]:
-    """What makes a provider's URL templates unreadable, each as
-    ``<setting>: <problem>``; checked with a sample frob id."""
+def _url_problems(
+    readers: UrlReaders, settings: FrobsProviderSettings
+) -> list[tuple[str, str]]:
+    """What makes a provider's URL templates unreadable, as ``(setting,
+    problem)``, the template quoted as written; checked with a sample frob id."""
     templates = {
         "dataUrl": (settings.data_url, settings.data()),
-        "itemUrl": (settings.item_url, settings.item("frob-id")),
+        "itemUrl": (settings.item_url, settings.item(_SAMPLE_ID)),
         "previousStateUrl": (
             settings.previous_state_url,
-            settings.previous_state("frob-id"),
+            settings.previous_state(_SAMPLE_ID),
         ),
     }
-    problems = []
+    problems: list[tuple[str, str]] = []
     for name, (template, url) in templates.items():
         known, found = _PLACEHOLDERS[name], set(_PLACEHOLDER.findall(template))
+        if "{itemUrl}" in found and any(n == "itemUrl" for n, _ in problems):
+            continue  # made of the item URL: its problem is said once
         if found - known:
             problems.append(
-                f"{name}: {', '.join(sorted(found - known))} is no placeholder "
-                f"here; {name} may hold {', '.join(sorted(known))}"
+                (
+                    name,
+                    f"{', '.join(sorted(found - known))} is no placeholder here; "
+                    f"{name} may hold {', '.join(sorted(known))}",
+                )
             )
             continue
-        if name != "dataUrl" and not found & {"{id}", "{itemUrl}"}:
+        if name != "dataUrl" and _SAMPLE_ID not in _sent_part(url):
             problems.append(
-                f"{name}: {template!r} has no {{id}}, so every frob would be "
-                "read from the same URL"
+                (
+                    name,
+                    f"{template!r} has no {{id}} where a request carries it (host, "
+                    "path or query), so every frob would be read from one URL",
+                )
             )
             continue
         try:
             readers.check(url)
         except ReadRefused as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append((name, str(exc).replace(url, repr(template))))
     return problems
+
+
+def _sent_part(url: str) -> str:
+    """What of a URL a request carries: its host, path and query (not the
+    fragment, nor the user name and password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''} {parts.path} {parts.query}"
 
 
 def _task_schedule(settings: dict) -> TaskSchedule:
