@@ -62,6 +62,11 @@ class PayloadTooLargeError(ServiceError):
         )
 
 
+class RequestTimeoutError(ServiceError):
+    name = "RequestTimeoutError"
+    status = 408
+
+
 class UnsupportedMediaTypeError(ServiceError):
     name = "UnsupportedMediaTypeError"
     status = 415

@@ -64,6 +64,8 @@ from gunicorn_service import (
 )
 from standardwebhooks import Webhook
 
+from frobs.request_body import BODY_IDLE_SECONDS
+
 WORKERS = 3
 START_TIMEOUT = 20.0
 EXCHANGE_BUDGET = 20.0
@@ -1006,3 +1008,39 @@ def test_no_secret_or_credential_header_reaches_the_store_or_the_debug_log(
         if secret.encode() in content
     ]
     assert not leaks, leaks
+
+
+def test_stalled_bodies_get_408_and_never_hold_the_service_for_long(service: Service):
+    """More senders than the service has threads each send half a body and stop:
+    each gets a 408 once nothing has come for the idle limit, its connection is
+    closed, and the service answers others again."""
+    before = service.store_files()
+    head = (
+        b"POST /api/events/http/frobs HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    stalled = []
+    for _ in range(WORKERS * 4 + 1):  # more than every worker's threads
+        connection = socket.create_connection(("127.0.0.1", service.port))
+        connection.sendall(head + b'{"type": "add",')
+        stalled.append(connection)
+    began = time.monotonic()
+    # Each worker serves its share four at a time: a few rounds of the limit.
+    wait = BODY_IDLE_SECONDS * 5
+    try:
+        answer = requests.get(
+            f"{service.base_url}/.backstage/health/v1/liveness", timeout=wait
+        )
+        assert answer.status_code == 200
+        for connection in stalled:
+            connection.settimeout(wait)
+            data = b""
+            while chunk := connection.recv(65536):  # until the service closes it
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 408"), data[:300]
+            assert b"nothing came for 10 s" in data, data[-300:]
+    finally:
+        for connection in stalled:
+            connection.close()
+    assert time.monotonic() - began < wait
+    assert service.store_files() == before
