@@ -130,7 +130,7 @@ def format_table(results: dict) -> str:
         lines.append(
             _row(
                 "machine",
-                "reference Python work, ms (lower is faster; taken between figures)",
+                "reference Python work, ms (lower is faster; between sizes)",
                 over_runs(samples),
                 2,
             )

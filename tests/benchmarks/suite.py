@@ -218,7 +218,8 @@ class Suite:
         self.running.clear()
 
     def take_reference(self) -> None:
-        """Time the reference work once more (the machine's speed, now)."""
+        """Time the reference work once more (the machine's speed, now), while
+        no service runs."""
         samples = self.results["machine"].setdefault("reference_ms", [])
         samples.append(reference_ms())
 
@@ -239,6 +240,7 @@ class Suite:
                 self.at_size(service, size, sizes[0], sizes[-1])
             finally:
                 self.stop(service)
+            self.take_reference()
 
     def full_syncs(self, size: int) -> Service | None:
         """``--runs`` fresh services, three syncs each; the last one is returned."""
@@ -308,7 +310,6 @@ class Suite:
                 continue
             try:
                 figure(service, size)
-                self.take_reference()
             except Exception as exc:
                 self.problem(f"{figure.__name__} at {size}: {describe(exc)}")
         # Every worker loads the catalog before its memory is read.
