@@ -110,7 +110,7 @@ def sort_spec_arrays(spec: dict) -> None:
             spec[field] = sorted(values)
 
 
-_NONE: LayeredSet = LayeredSet()
+_EMPTY: LayeredSet = LayeredSet()
 
 Incoming = LayeredMap[str, LayeredSet[tuple[str, str]]]
 
@@ -138,7 +138,7 @@ def update_incoming(
 
     updates, removals, touched = [], [], set()
     for target in gone.keys() | came.keys():
-        current = incoming.get(target, _NONE)
+        current = incoming.get(target, _EMPTY)
         plus = came.get(target, set())
         drop = {pair for pair in gone.get(target, set()) - plus if pair in current}
         add = {pair for pair in plus if pair not in current}
