@@ -263,7 +263,10 @@ def database_url(config: Config) -> str:
         )
     from psycopg.conninfo import conninfo_to_dict  # only when PostgreSQL is used
 
+    scheme = url.partition("://")[0].lower() if "://" in url else None
     try:
+        if scheme not in (None, "postgresql", "postgres"):
+            raise ValueError(f"its scheme is {scheme!r}")
         conninfo_to_dict(url)
     except Exception as exc:  # the driver's ProgrammingError, or a parse error
         reason = " ".join(str(exc).replace(url, "the URL").split())

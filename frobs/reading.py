@@ -82,7 +82,10 @@ class HostAllowList:
 def _address(url: str) -> tuple[str, str, int | None]:
     """A URL's scheme and host, lower-cased, and its port (-1 for a port that
     is no port)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # such as an unclosed IPv6 bracket
+        raise ReadRefused(f"{url} is no URL ({exc})") from None
     try:
         port = parts.port
     except ValueError:
@@ -107,7 +110,10 @@ def _host_regex(pattern: str) -> re.Pattern:
 
 def template_host(template: str) -> str | None:
     """The host pattern of a URL template: ``{id}`` and the like become ``*``."""
-    parts = urlsplit(re.sub(r"\{[^}]*\}", "PLACEHOLDER", template))
+    try:
+        parts = urlsplit(re.sub(r"\{[^}]*\}", "PLACEHOLDER", template))
+    except ValueError:
+        return None  # no URL: refused when the provider starts
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.replace("placeholder", "*")

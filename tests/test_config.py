@@ -300,8 +300,13 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
             "host name",
         ),
         (
+            {"itemUrl": "https://[::1/{id}"},
+            "itemUrl: 'https://[::1/{id}' is no URL (Invalid IPv6 URL)",
+        ),
+        (
             {"itemUrl": "https://frobs.example.com/{name}"},
-            "itemUrl: {name} is no placeholder here; itemUrl may hold {env}, {id}",
+            "itemUrl: 'https://frobs.example.com/{name}': {name} is no placeholder "
+            "here; itemUrl may hold {env}, {id}",
         ),
         (
             {"itemUrl": "https://frobs.example.com/items"},
@@ -321,7 +326,8 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
         ),
         (
             {"dataUrl": "https://frobs.example.com/{id}"},
-            "dataUrl: {id} is no placeholder here; dataUrl may hold {env}",
+            "dataUrl: 'https://frobs.example.com/{id}': {id} is no placeholder here; "
+            "dataUrl may hold {env}",
         ),
         (
             {"itemUrl": "https://elsewhere.example.org/{id}", "allow": True},
@@ -333,6 +339,7 @@ def test_a_file_url_leaving_its_folder_stops_startup(tmp_path, url):
         "no host",
         "bad port",
         "space in host",
+        "unclosed bracket",
         "unknown placeholder",
         "item without id",
         "id in the fragment only",

@@ -178,7 +178,7 @@ def test_a_postgres_store_without_a_url_names_the_setting(monkeypatch, tmp_path)
 @pytest.mark.parametrize(
     "url, reason",
     [
-        ("mysql://frobs:s3cret@127.0.0.1/catalog", "missing"),
+        ("mysql://frobs:s3cret@127.0.0.1/catalog", "its scheme is 'mysql'"),
         ("postgresql://127.0.0.1:5432/test?bogus=1", "bogus"),
     ],
 )

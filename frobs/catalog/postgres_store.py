@@ -69,7 +69,8 @@ class PostgresStore(CatalogStore):
             try:
                 migrate(connection)
             except psycopg.errors.InsufficientPrivilege as exc:
-                raise DatabaseUnavailable(_cannot_create(exc)) from None
+                reason = str(exc).splitlines()[0]  # not the statement quoted
+                raise DatabaseUnavailable(_cannot_create(reason)) from None
 
     def close(self) -> None:
         self.database.close()

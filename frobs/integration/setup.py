@@ -125,10 +125,15 @@ def _url_problems(
             problems.append(
                 (
                     name,
-                    f"{', '.join(sorted(found - known))} is no placeholder here; "
-                    f"{name} may hold {', '.join(sorted(known))}",
+                    f"{template!r}: {', '.join(sorted(found - known))} is no "
+                    f"placeholder here; {name} may hold {', '.join(sorted(known))}",
                 )
             )
+            continue
+        try:
+            readers.check(url)
+        except ReadRefused as exc:
+            problems.append((name, str(exc).replace(url, repr(template))))
             continue
         if name != "dataUrl" and _SAMPLE_ID not in _sent_part(url):
             problems.append(
@@ -138,11 +143,6 @@ def _url_problems(
                     "path or query), so every frob would be read from one URL",
                 )
             )
-            continue
-        try:
-            readers.check(url)
-        except ReadRefused as exc:
-            problems.append((name, str(exc).replace(url, repr(template))))
     return problems
 
 
