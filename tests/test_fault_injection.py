@@ -340,7 +340,7 @@ class Service:
         pid = self.process.pid
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             return []
         return [int(c) for c in children if _alive(int(c))]
 
@@ -393,8 +393,8 @@ class Service:
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False  # gone as it was read (a process just killed: ESRCH)
     return state not in ("Z", "X")
 
 
