@@ -9,7 +9,7 @@ import random
 import pytest
 
 from frobs.catalog import layered
-from frobs.catalog.layered import LayeredMap, LayeredSet
+from frobs.catalog.layered import LayeredMap, LayeredSet, set_changes
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,20 @@ def test_random_set_changes_agree_with_a_set_and_leave_old_versions_alone(
             assert not any(member in following for member in set(range(31)) - now)
             assert set(members) == expected, "an old version changed"
             members, expected = following, now
+
+
+@pytest.mark.parametrize("fold_above", [1, 4, 1000])
+def test_set_changes_between_any_two_versions_are_what_differs(monkeypatch, fold_above):
+    monkeypatch.setattr(layered, "_MIN_SET_TOP", fold_above)
+    chance = random.Random(100 + fold_above)
+    for _ in range(100):
+        versions: list = [frozenset(range(0, 20, 2))]
+        versions.append(LayeredSet(versions[0]))
+        for _ in range(15):
+            add = {chance.randint(0, 25) for _ in range(chance.randint(0, 3))}
+            drop = {chance.randint(0, 25) for _ in range(chance.randint(0, 3))}
+            versions.append(versions[-1].changed(add, drop))
+        for old in versions:
+            for new in versions:
+                left, came = set_changes(old, new)
+                assert left == set(old) - set(new) and came == set(new) - set(old)

@@ -25,6 +25,7 @@ import threading
 from typing import AbstractSet, Iterable
 
 from ..bulk import collection_paused, settle
+from .layered import set_changes
 from .search import Alternative, search_pairs
 from .store import CatalogSnapshot, CatalogStore, StoredEntity
 
@@ -118,10 +119,10 @@ class SearchIndex:
                 # Only relations other entities give it changed: no parsing.
                 # (A relation it also has of its own stays.)
                 if wanted.relations:
+                    left, came = set_changes(held[1], incoming)
                     own = set(record.relations)
-                    gone = _relation_pairs(held[1] - incoming - own, wanted)
-                    self._remove(ref, gone)
-                    self._add(ref, _relation_pairs(incoming - held[1], wanted))
+                    self._remove(ref, _relation_pairs(left - own, wanted))
+                    self._add(ref, _relation_pairs(came, wanted))
             else:
                 if held is not None:
                     self._remove(ref, _pairs(*held, wanted))

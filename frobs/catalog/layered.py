@@ -15,14 +15,15 @@ A ``LayeredSet`` does for a set what a ``LayeredMap`` does for a dict: a base
 frozenset shared between versions, plus the members added and the base members
 dropped since, folded into a new base when they outgrow the square root of the
 base.  The catalog keeps one per entity that others point at (a group owning
-thousands of entities), so that one more owned entity does not copy them all.
+thousands of entities), so that one more owned entity does not copy them all;
+``set_changes`` tells what differs between two versions at the same cost.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Set
-from typing import Iterable, Iterator, TypeVar
+from typing import AbstractSet, Iterable, Iterator, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -178,3 +179,23 @@ class LayeredSet(Set[T]):
         if len(added) + len(dropped) > max(_MIN_SET_TOP, math.isqrt(2 * len(base))):
             return LayeredSet(base.difference(dropped).union(added))
         return LayeredSet(base, frozenset(added), frozenset(dropped))
+
+
+def set_changes(
+    old: AbstractSet[T], new: AbstractSet[T]
+) -> tuple[frozenset, frozenset]:
+    """The members ``old`` has and ``new`` lacks, and those ``new`` brought.
+
+    Two versions of one ``LayeredSet`` that share a base differ only in their
+    top layers, so this costs what changed; otherwise it compares them whole.
+    """
+    if (
+        isinstance(old, LayeredSet)
+        and isinstance(new, LayeredSet)
+        and old._base is new._base
+    ):
+        left = (old._added - new._added) | (new._dropped - old._dropped)
+        came = (new._added - old._added) | (old._dropped - new._dropped)
+        return left, came
+    old_whole, new_whole = frozenset(old), frozenset(new)
+    return old_whole - new_whole, new_whole - old_whole
